@@ -1,0 +1,102 @@
+"""``create_dataset``: config -> sharded, augmented, batched MindSpore pipeline of (image, label).
+
+Output columns ``image`` float32 ``[B, C, image_size, image_size]`` and ``label``: int32 ``[B]``, or
+float32 ``[B, num_classes]`` soft labels when mixup/cutmix is on (train only). Every batch is full
+(``drop_remainder=True``) because a new batch shape recompiles the graph:
+
+* train drops the last partial batch of each rank's shard;
+* val keeps every sample: each rank's shard is padded to a whole number of batches with samples
+  whose label is ``PAD_LABEL`` (-1). Evaluation counts only ``label >= 0``, which over all ranks
+  gives the exact top-1 of the full val split, with one compiled shape.
+"""
+import mindspore.dataset as ds
+
+from .cifar import read_cifar
+from .fake import FakeSource
+from .folder import load_image_folder
+from .idx import read_mnist
+from .sampler import EpochShardSampler, PaddedValSampler
+from .source import ArraySource, balanced_subset
+from .transforms import build_image_transforms, build_mixup
+
+SPLITS = ("train", "val")
+
+
+def _check_split(split):
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {'|'.join(SPLITS)}, got {split!r}")
+
+
+def load_source(cfg, split):
+    """The reader output of one split (a random-access source), with ``train_subset``/``val_subset`` applied.
+
+    Reading is the slow part (scanning folders, unpacking files): build it once and pass it to
+    ``create_dataset(..., source=...)`` when making pipelines again.
+    """
+    _check_split(split)
+    name = cfg["dataset"]
+    data_dir = cfg["data_dir"]
+    if name == "imagefolder":
+        source = load_image_folder(data_dir, split, cfg["num_classes"], cfg["skip_corrupt"])
+    elif name in ("cifar100", "cifar10"):
+        images, labels = read_cifar(data_dir, split, 100 if name == "cifar100" else 10)
+        source = ArraySource(images, labels, name)
+    elif name in ("mnist", "fashion_mnist"):
+        images, labels = read_mnist(data_dir, split)
+        source = ArraySource(images, labels, name)
+    elif name == "fake":
+        seed = cfg["seed"] + (0 if split == "train" else 1)
+        source = FakeSource(cfg["fake_samples"], cfg["num_classes"], cfg["image_size"], cfg["in_channels"], seed)
+    else:
+        raise ValueError(f"unknown dataset {name!r}")
+    if len(source) == 0:
+        raise ValueError(f"dataset {name} split '{split}' under {data_dir} has no samples")
+    count = cfg["train_subset"] if split == "train" else cfg["val_subset"]
+    if 0 < count < len(source):
+        source = source.subset(balanced_subset(source.labels, count, cfg["seed"]))
+    return source
+
+
+def create_dataset(cfg, split, rank=0, group_size=1, start_epoch=0, source=None):
+    """Batched pipeline of one rank's shard of ``split`` ("train" or "val").
+
+    One pipeline serves all epochs: iterate it with ``create_tuple_iterator(num_epochs=...)``; epoch
+    k of a train pipeline reads the sample order of epoch ``start_epoch + k`` (pass the epoch a
+    resumed run starts at). Random augmentation draws come from MindSpore's and numpy's seeds.
+    """
+    _check_split(split)
+    is_train = split == "train"
+    source = source if source is not None else load_source(cfg, split)
+    batch_size = cfg["batch_size"] if is_train else (cfg["val_batch_size"] or cfg["batch_size"])
+    if is_train:
+        sampler = EpochShardSampler(len(source), rank, group_size, shuffle=True,
+                                    seed=cfg["seed"], start_epoch=start_epoch)
+        if sampler.num_samples < batch_size:
+            raise ValueError(f"batch_size {batch_size} is larger than the {sampler.num_samples} train samples "
+                             f"of each of the {group_size} shard(s) of {cfg['dataset']}")
+    else:
+        sampler = PaddedValSampler(len(source), rank, group_size, batch_size)
+    decodes_files = not source.chw_float and cfg["dataset"] == "imagefolder"
+    pipeline = ds.GeneratorDataset(
+        source, ["image", "label"], sampler=sampler,
+        # decoding files is the heavy part; arrays are only indexed (one worker, no copies)
+        num_parallel_workers=cfg["num_workers"] if decodes_files else 1,
+        python_multiprocessing=decodes_files and cfg["python_multiprocessing"])
+    if not source.chw_float:
+        pipeline = pipeline.map(operations=build_image_transforms(cfg, is_train), input_columns="image",
+                                num_parallel_workers=cfg["num_workers"])
+    pipeline = pipeline.batch(batch_size, drop_remainder=True)
+    mixup = build_mixup(cfg) if is_train else None
+    if mixup is not None:
+        pipeline = pipeline.map(operations=mixup, input_columns=["image", "label"])
+    return pipeline
+
+
+def pipeline_error_message(err):
+    """The one-line cause (ours, e.g. "cannot read image PATH: ...") inside MindSpore's multi-line
+    error from a failed pipeline, for the entry points to report."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("ValueError: "):
+            return line[len("ValueError: "):]
+    return lines[0] if lines else repr(err)

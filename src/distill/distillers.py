@@ -1,0 +1,185 @@
+"""Distillers: a student, a frozen teacher and the loss terms of one method, fused in one Cell.
+
+``construct(images, labels)`` returns ``(total_loss, terms)`` where ``terms`` is a float32
+tensor ``[gt, kd, ofa]`` of the weighted terms (``ofa`` is 0 for the logit-only methods), so a
+training step can log every term without a second forward.
+"""
+import math
+
+import mindspore as ms
+from mindspore import nn, ops
+
+from .branches import build_branch
+from .losses import cross_entropy, dist_loss, dkd_loss, kd_loss, ofa_loss
+from .teacher import FrozenTeacher
+
+TERM_NAMES = ("gt", "kd", "ofa")
+
+
+def _check_weights(loss_weights):
+    weights = tuple(float(w) for w in loss_weights)
+    if len(weights) != 3 or not all(math.isfinite(w) and w >= 0 for w in weights):
+        raise ValueError(f"loss_weights must be three non-negative numbers (gt, kd, ofa), got {loss_weights!r}")
+    return weights
+
+
+class StudentOnly(nn.Cell):
+    """``none``: the student trained alone with (smoothed) cross-entropy."""
+
+    needs_teacher = False
+
+    def __init__(self, student, teacher=None, num_classes=None, label_smoothing=0.1,
+                 loss_weights=(1.0, 1.0, 1.0), **unused):
+        super().__init__()
+        self.student = student
+        self.teacher = None
+        self.label_smoothing = float(label_smoothing)
+        self.w_gt = _check_weights(loss_weights)[0]
+        self.branches = nn.CellList()
+
+    def construct(self, images, labels):
+        logits = self.student(images)
+        loss_gt = self.w_gt * cross_entropy(logits, labels, self.label_smoothing)
+        zero = ops.zeros((), ms.float32)
+        return loss_gt, ops.stack((loss_gt, zero, zero))
+
+
+class LogitDistiller(nn.Cell):
+    """Base of the logit-only methods: ``gt`` term plus one ``kd`` term from ``distill_term``."""
+
+    needs_teacher = True
+
+    def __init__(self, student, teacher, num_classes=None, label_smoothing=0.1,
+                 loss_weights=(1.0, 1.0, 1.0), temperature=1.0, **unused):
+        super().__init__()
+        self.student = student
+        self.teacher = FrozenTeacher(teacher)
+        self.label_smoothing = float(label_smoothing)
+        self.w_gt, self.w_kd, _ = _check_weights(loss_weights)
+        self.temperature = float(temperature)
+        self.branches = nn.CellList()
+
+    def distill_term(self, logits_s, logits_t, labels):
+        raise NotImplementedError
+
+    def construct(self, images, labels):
+        logits_t = self.teacher(images)
+        logits_s = self.student(images)
+        loss_gt = self.w_gt * cross_entropy(logits_s, labels, self.label_smoothing)
+        loss_kd = self.w_kd * self.distill_term(logits_s, logits_t, labels)
+        zero = ops.zeros((), ms.float32)
+        return loss_gt + loss_kd, ops.stack((loss_gt, loss_kd, zero))
+
+
+class KDDistiller(LogitDistiller):
+    """Hinton KD: KL(teacher || student) at temperature T, times T^2."""
+
+    def distill_term(self, logits_s, logits_t, labels):
+        return kd_loss(logits_s, logits_t, self.temperature)
+
+
+class DISTDistiller(LogitDistiller):
+    """DIST: inter- and intra-class Pearson relations of the predictions."""
+
+    def __init__(self, student, teacher, beta=1.0, gamma=1.0, tau=1.0, **kwargs):
+        super().__init__(student, teacher, **kwargs)
+        self.beta, self.gamma, self.tau = float(beta), float(gamma), float(tau)
+
+    def distill_term(self, logits_s, logits_t, labels):
+        return dist_loss(logits_s, logits_t, self.beta, self.gamma, self.tau)
+
+
+class DKDDistiller(LogitDistiller):
+    """DKD: decoupled target-class and non-target-class KD."""
+
+    def __init__(self, student, teacher, alpha=1.0, beta=2.0, **kwargs):
+        super().__init__(student, teacher, **kwargs)
+        self.alpha, self.beta = float(alpha), float(beta)
+
+    def distill_term(self, logits_s, logits_t, labels):
+        if labels.ndim == 2:  # mixup / cutmix soft labels: the target class is the argmax
+            labels = ops.argmax(labels, -1)
+        return dkd_loss(logits_s, logits_t, labels, self.alpha, self.beta, self.temperature)
+
+
+class OFADistiller(nn.Cell):
+    """OFA-KD: exit branches on chosen student stages, all pulled to the teacher's logits.
+
+    total = w_gt * CE(z_s, y) + w_kd * ofa(z_s, z_t, eps[-1]) + w_ofa * sum_j ofa(branch_j(f_j), z_t, eps[j])
+    """
+
+    needs_teacher = True
+
+    def __init__(self, student, teacher, num_classes, stages=(1, 2, 3, 4), eps=(1.0,), temperature=1.0,
+                 loss_weights=(1.0, 1.0, 1.0), label_smoothing=0.1, image_size=None, **unused):
+        super().__init__()
+        stages = tuple(int(s) for s in stages)
+        if not stages or any(s not in (1, 2, 3, 4) for s in stages) or len(set(stages)) != len(stages):
+            raise ValueError(f"stages must be distinct values in 1..4, got {list(stages)}")
+        stages = tuple(sorted(stages))
+        eps = tuple(float(e) for e in eps)
+        if len(eps) == 1:
+            eps = eps * (len(stages) + 1)
+        if len(eps) != len(stages) + 1:
+            raise ValueError(f"eps must have 1 or len(stages)+1 = {len(stages) + 1} entries "
+                             f"(one per stage, the last for the final logits), got {len(eps)}: {list(eps)}")
+        if any(not math.isfinite(e) or e <= 0 for e in eps):
+            raise ValueError(f"eps entries must be positive, got {list(eps)}")
+        if float(temperature) <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.student = student
+        self.teacher = FrozenTeacher(teacher)
+        self.stages = stages
+        self.stage_index = tuple(s - 1 for s in stages)
+        self.branch_eps = eps[:-1]
+        self.final_eps = eps[-1]
+        self.temperature = float(temperature)
+        self.label_smoothing = float(label_smoothing)
+        self.w_gt, self.w_kd, self.w_ofa = _check_weights(loss_weights)
+        size = student.image_size if image_size is None else int(image_size)
+        shapes = student.stage_shapes(size)
+        teacher_dim = int(teacher.feature_dim)
+        self.branches = nn.CellList([
+            build_branch(student, stage, shapes[stage - 1], teacher_dim, num_classes) for stage in stages
+        ])
+
+    def construct(self, images, labels):
+        logits_t = self.teacher(images)
+        logits_s, feats, _ = self.student.forward_with_stages(images)
+        loss_gt = self.w_gt * cross_entropy(logits_s, labels, self.label_smoothing)
+        loss_kd = self.w_kd * ofa_loss(logits_s, logits_t, labels, self.final_eps, self.temperature)
+        loss_ofa = ops.zeros((), ms.float32)
+        for i in range(len(self.stage_index)):
+            logits_b = self.branches[i](feats[self.stage_index[i]])
+            loss_ofa = loss_ofa + ofa_loss(logits_b, logits_t, labels, self.branch_eps[i], self.temperature)
+        loss_ofa = self.w_ofa * loss_ofa
+        return loss_gt + loss_kd + loss_ofa, ops.stack((loss_gt, loss_kd, loss_ofa))
+
+
+DISTILLERS = {
+    "none": StudentOnly,
+    "kd": KDDistiller,
+    "dist": DISTDistiller,
+    "dkd": DKDDistiller,
+    "ofa": OFADistiller,
+}
+
+
+def build_distiller(name, student, teacher=None, num_classes=None, **kwargs):
+    """Build a distiller by name; every check on its arguments happens here, before any graph compiles."""
+    if name not in DISTILLERS:
+        raise ValueError(f"unknown distiller '{name}'; choose one of: {', '.join(DISTILLERS)}")
+    cls = DISTILLERS[name]
+    student_classes = int(student.num_classes)
+    if num_classes is None:
+        num_classes = student_classes
+    if student_classes != int(num_classes):
+        raise ValueError(f"student '{type(student).__name__}' has {student_classes} classes, "
+                         f"but num_classes is {num_classes}")
+    if cls.needs_teacher:
+        if teacher is None:
+            raise ValueError(f"distiller '{name}' needs a teacher model")
+        if int(teacher.num_classes) != int(num_classes):
+            raise ValueError(f"teacher '{type(teacher).__name__}' has {teacher.num_classes} classes "
+                             f"but the student has {num_classes}: they must predict the same classes")
+    return cls(student, teacher, num_classes=int(num_classes), **kwargs)

@@ -1,0 +1,252 @@
+"""BEiT v2 classifiers (timm ``beitv2_{base,large}_patch16_224`` layout and numerics) with stage features.
+
+The architecture: a 16x16 patch embedding, a cls token, no absolute position embedding, and in every
+block a relative position bias of its own (table of ``(2*Gh-1)*(2*Gw-1) + 3`` rows by heads; the
+three extra rows hold the cls->token, token->cls and cls->cls biases). Attention has a bias on q and
+v but none on k. Blocks use layer scale (``gamma_1``, ``gamma_2``), LayerNorm eps 1e-6 and exact
+(erf) GELU. The classifier averages the patch tokens (cls left out), applies ``fc_norm`` and ``head``;
+timm's final ``norm`` is an Identity for this head and is left out here.
+
+Parameter names, ours vs. the timm checkpoint (``N`` = block index):
+
+=================================================  =================================================
+timm / BEiT v2 checkpoint                          this model
+=================================================  =================================================
+``cls_token``                                      ``cls_token``
+``patch_embed.proj.weight`` / ``.bias``            ``patch_embed.proj.weight`` / ``.bias``
+``blocks.N.norm1.weight`` / ``.bias``              ``blocks.N.norm1.gamma`` / ``.beta``
+``blocks.N.attn.qkv.weight``                       ``blocks.N.attn.qkv.weight``
+``blocks.N.attn.q_bias`` / ``.v_bias``             ``blocks.N.attn.q_bias`` / ``.v_bias``
+``blocks.N.attn.relative_position_bias_table``     ``blocks.N.attn.relative_position_bias_table``
+``blocks.N.attn.relative_position_index``          not a parameter (rebuilt from the grid; drop it)
+``blocks.N.attn.proj.weight`` / ``.bias``          ``blocks.N.attn.proj.weight`` / ``.bias``
+``blocks.N.norm2.weight`` / ``.bias``              ``blocks.N.norm2.gamma`` / ``.beta``
+``blocks.N.mlp.fc1.weight`` / ``.bias``            ``blocks.N.mlp.fc1.weight`` / ``.bias``
+``blocks.N.mlp.fc2.weight`` / ``.bias``            ``blocks.N.mlp.fc2.weight`` / ``.bias``
+``blocks.N.gamma_1`` / ``blocks.N.gamma_2``        ``blocks.N.gamma_1`` / ``blocks.N.gamma_2``
+``fc_norm.weight`` / ``.bias``                     ``fc_norm.gamma`` / ``.beta``
+``head.weight`` / ``.bias``                        ``head.weight`` / ``.bias``
+=================================================  =================================================
+
+All tensors keep timm's shapes (Linear weights ``[out, in]``, conv weights ``[out, in, kh, kw]``).
+"""
+import math
+
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+from mindspore import dtype as mstype
+from mindspore.common.initializer import Normal, initializer
+
+from .base import StageModel
+from .registry import register_model
+
+LAYER_NORM_EPS = 1e-6
+
+
+def relative_position_index(grid_h, grid_w):
+    """Index ``[N+1, N+1]`` (N = grid_h * grid_w, cls first) into a block's relative-position bias table.
+
+    Patch pairs use ``(dy + Gh - 1) * (2*Gw - 1) + (dx + Gw - 1)``; the last three table rows are
+    cls->token (row 0 of the index), token->cls (column 0) and cls->cls (the corner).
+    """
+    num_distances = (2 * grid_h - 1) * (2 * grid_w - 1) + 3
+    coords = np.stack(np.meshgrid(np.arange(grid_h), np.arange(grid_w), indexing="ij")).reshape(2, -1)
+    relative = (coords[:, :, None] - coords[:, None, :]).transpose(1, 2, 0)
+    patch_index = (relative[..., 0] + grid_h - 1) * (2 * grid_w - 1) + (relative[..., 1] + grid_w - 1)
+    num_tokens = grid_h * grid_w + 1
+    index = np.zeros((num_tokens, num_tokens), dtype=np.int32)
+    index[1:, 1:] = patch_index
+    index[0, :] = num_distances - 3
+    index[:, 0] = num_distances - 2
+    index[0, 0] = num_distances - 1
+    return index
+
+
+def _dense(in_features, out_features, std=0.02, has_bias=True):
+    """Linear layer with timm's init: normal weights, zero bias.
+
+    timm draws from a normal truncated at +-2 (absolute), i.e. at 100 std or more: the same distribution
+    as a plain normal, which MindSpore samples several times faster than its TruncatedNormal.
+    """
+    return nn.Dense(in_features, out_features, weight_init=Normal(std), bias_init="zeros",
+                    has_bias=has_bias)
+
+
+class BeitPatchEmbed(nn.Cell):
+    """Non-overlapping patch projection; returns patch tokens ``[B, Gh*Gw, E]`` in row-major order."""
+
+    def __init__(self, patch_size, embed_dim, in_channels=3):
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size,
+                              pad_mode="valid", has_bias=True)
+
+    def construct(self, x):
+        x = self.proj(x)
+        b, e = x.shape[0], x.shape[1]
+        return x.reshape(b, e, -1).transpose(0, 2, 1)
+
+
+class RelPosAttention(nn.Cell):
+    """Multi-head self-attention with q/v biases (no k bias) and a learned relative position bias."""
+
+    def __init__(self, dim, num_heads, grid_size, proj_std=0.02):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed dim {dim} must be divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.qkv = _dense(dim, 3 * dim, has_bias=False)
+        self.q_bias = Parameter(initializer("zeros", (dim,), mstype.float32), name="q_bias")
+        self.v_bias = Parameter(initializer("zeros", (dim,), mstype.float32), name="v_bias")
+        grid_h, grid_w = grid_size
+        num_distances = (2 * grid_h - 1) * (2 * grid_w - 1) + 3
+        self.relative_position_bias_table = Parameter(
+            initializer("zeros", (num_distances, num_heads), mstype.float32),
+            name="relative_position_bias_table")
+        self.num_tokens = grid_h * grid_w + 1
+        # A constant, not a Parameter: it is fixed by the grid and never trained or saved.
+        self.relative_position_index = Tensor(relative_position_index(grid_h, grid_w).reshape(-1),
+                                              mstype.int32)
+        self.proj = _dense(dim, dim, std=proj_std)
+
+    def construct(self, x):
+        b, n, c = x.shape
+        qkv_bias = ops.concat((self.q_bias, ops.zeros_like(self.q_bias), self.v_bias))
+        qkv = ops.dense(x, self.qkv.weight, qkv_bias)
+        qkv = qkv.reshape(b, n, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = ops.matmul(q * self.scale, k.swapaxes(-2, -1))
+        bias = ops.gather(self.relative_position_bias_table, self.relative_position_index, 0)
+        bias = bias.reshape(self.num_tokens, self.num_tokens, self.num_heads).transpose(2, 0, 1)
+        attn = ops.softmax(attn + ops.expand_dims(bias, 0), axis=-1)
+        x = ops.matmul(attn, v).transpose(0, 2, 1, 3).reshape(b, n, c)
+        return self.proj(x)
+
+
+class BeitMlp(nn.Cell):
+    """fc1 -> exact GELU -> fc2."""
+
+    def __init__(self, dim, hidden_dim, fc2_std=0.02):
+        super().__init__()
+        self.fc1 = _dense(dim, hidden_dim)
+        self.act = nn.GELU(approximate=False)
+        self.fc2 = _dense(hidden_dim, dim, std=fc2_std)
+
+    def construct(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class BeitBlock(nn.Cell):
+    """Pre-norm transformer block with layer scale: x + g1 * attn(norm1(x)), then x + g2 * mlp(norm2(x))."""
+
+    def __init__(self, dim, num_heads, grid_size, mlp_ratio=4.0, init_values=1e-5, drop_path=0.0,
+                 block_number=1):
+        super().__init__()
+        # timm rescales the residual-branch output layers of block n (from 1) by 1 / sqrt(2 n).
+        residual_std = 0.02 / math.sqrt(2.0 * block_number)
+        self.norm1 = nn.LayerNorm((dim,), epsilon=LAYER_NORM_EPS)
+        self.attn = RelPosAttention(dim, num_heads, grid_size, proj_std=residual_std)
+        self.norm2 = nn.LayerNorm((dim,), epsilon=LAYER_NORM_EPS)
+        self.mlp = BeitMlp(dim, int(dim * mlp_ratio), fc2_std=residual_std)
+        self.gamma_1 = Parameter(initializer(float(init_values), (dim,), mstype.float32), name="gamma_1")
+        self.gamma_2 = Parameter(initializer(float(init_values), (dim,), mstype.float32), name="gamma_2")
+        if drop_path > 0.0:
+            from mindcv.models.layers import DropPath  # only needed when training with stochastic depth
+            self.drop_path = DropPath(drop_path)
+        else:
+            self.drop_path = nn.Identity()
+
+    def construct(self, x):
+        x = x + self.drop_path(self.gamma_1 * self.attn(self.norm1(x)))
+        return x + self.drop_path(self.gamma_2 * self.mlp(self.norm2(x)))
+
+
+class Beit(StageModel):
+    """BEiT (v2) image classifier with a mean-pooled head; stage features are outputs of chosen blocks.
+
+    ``image_size`` must be a multiple of ``patch_size``: the relative position tables are built for that
+    grid, so the model only accepts inputs of that size.
+    """
+
+    family = "vit"
+    stage_kind = "token"
+    num_prefix_tokens = 1
+
+    def __init__(self, num_classes=1000, image_size=224, patch_size=16, embed_dim=768, depth=12,
+                 num_heads=12, mlp_ratio=4.0, init_values=1e-5, stage_blocks=(2, 4, 10, 12),
+                 drop_path_rate=0.0, head_init_scale=0.001):
+        super().__init__()
+        if image_size < patch_size or image_size % patch_size:
+            raise ValueError(f"image_size must be a positive multiple of the patch size {patch_size}, "
+                             f"got {image_size}")
+        stage_blocks = tuple(int(b) for b in stage_blocks)
+        if len(stage_blocks) != 4 or list(stage_blocks) != sorted(set(stage_blocks)) \
+                or stage_blocks[0] < 1 or stage_blocks[-1] > depth:
+            raise ValueError(f"stage_blocks must be 4 increasing block numbers in 1..{depth}, got {stage_blocks}")
+        self.num_classes = num_classes
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.embed_dim = embed_dim
+        self.feature_dim = embed_dim
+        self.depth = depth
+        self.stage_blocks = stage_blocks
+        grid = image_size // patch_size
+
+        self.patch_embed = BeitPatchEmbed(patch_size, embed_dim)
+        self.cls_token = Parameter(initializer(Normal(0.02), (1, 1, embed_dim), mstype.float32),
+                                   name="cls_token")
+        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        self.blocks = nn.CellList([
+            BeitBlock(embed_dim, num_heads, (grid, grid), mlp_ratio, init_values, rates[i], block_number=i + 1)
+            for i in range(depth)])
+        self.fc_norm = nn.LayerNorm((embed_dim,), epsilon=LAYER_NORM_EPS)
+        self.head = _dense(embed_dim, num_classes, std=0.02 * head_init_scale)
+
+    def _head(self, x):
+        pooled = self.fc_norm(x[:, 1:].mean(axis=1))
+        return self.head(pooled), pooled
+
+    def _embed(self, x):
+        tokens = self.patch_embed(x)
+        cls = ops.broadcast_to(self.cls_token, (tokens.shape[0], 1, self.embed_dim))
+        return ops.concat((cls.astype(tokens.dtype), tokens), axis=1)
+
+    def construct(self, x):
+        x = self._embed(x)
+        for block in self.blocks:
+            x = block(x)
+        return self._head(x)[0]
+
+    def forward_with_stages(self, x):
+        x = self._embed(x)
+        stages = ()
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i + 1 in self.stage_blocks:
+                stages = stages + (x,)
+        logits, pooled = self._head(x)
+        return logits, stages, pooled
+
+    def stage_shapes(self, image_size=None):
+        """Shapes for a BEiT of this configuration built at ``image_size`` (this instance runs only at its own)."""
+        size = self.image_size if image_size is None else int(image_size)
+        if size < self.patch_size or size % self.patch_size:
+            raise ValueError(f"image_size must be a positive multiple of the patch size {self.patch_size}, "
+                             f"got {size}")
+        tokens = (size // self.patch_size) ** 2 + self.num_prefix_tokens
+        return [(tokens, self.embed_dim)] * 4
+
+
+@register_model
+def beitv2_base(num_classes=1000, image_size=224, **kwargs):
+    """BEiT v2 base, patch 16 (timm ``beitv2_base_patch16_224``); stages after blocks 2, 4, 10, 12."""
+    return Beit(num_classes=num_classes, image_size=image_size, patch_size=16, embed_dim=768, depth=12,
+                num_heads=12, init_values=1e-5, stage_blocks=(2, 4, 10, 12), **kwargs)
+
+
+@register_model
+def beitv2_large(num_classes=1000, image_size=224, **kwargs):
+    """BEiT v2 large, patch 16 (timm ``beitv2_large_patch16_224``); stages after blocks 2, 4, 22, 24."""
+    return Beit(num_classes=num_classes, image_size=image_size, patch_size=16, embed_dim=1024, depth=24,
+                num_heads=16, init_values=1e-5, stage_blocks=(2, 4, 22, 24), **kwargs)

@@ -1,0 +1,249 @@
+"""CNN students and teachers: ResNet-18/34/50, MobileNetV2-1.0 and ConvNeXt-T.
+
+Each model subclasses mindcv 0.3.0's class, so parameter names (and so checkpoints) stay mindcv's;
+what is added is the stage-feature contract of ``base.StageModel``.
+"""
+from mindspore import nn
+from mindcv.models.convnext import ConvNeXt
+from mindcv.models.mobilenetv2 import MobileNetV2
+from mindcv.models.resnet import BasicBlock, Bottleneck, ResNet
+
+from .base import StageModel, conv_out, same_out
+from .registry import register_model
+
+# Subtrees that run beside the main path (residual shortcuts): they never change the map size.
+_SHORTCUT_NAMES = ("down_sample",)
+
+
+def _pair(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def _image_hw(image_size):
+    """(H, W) from an int or an (H, W) pair; ValueError for anything else."""
+    hw = _pair(image_size)
+    if len(hw) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in hw):
+        raise ValueError(f"image_size must be a positive int or an (H, W) pair of them, got {image_size!r}")
+    return hw
+
+
+def _layer_out(layer, hw):
+    """(H, W) after one convolution / pooling layer, from its own kernel, stride, padding and pad_mode."""
+    kernel, stride = _pair(layer.kernel_size), _pair(layer.stride)
+    dilation = _pair(getattr(layer, "dilation", 1))
+    mode = str(layer.pad_mode).lower()
+    if mode == "same":
+        return tuple(same_out(n, s) for n, s in zip(hw, stride))
+    if mode == "valid":
+        return tuple(conv_out(n, k, s, 0, d) for n, k, s, d in zip(hw, kernel, stride, dilation))
+    if mode == "pad" and isinstance(layer, nn.Conv2d):
+        padding = layer.padding
+        # MindSpore pads either one int on all sides or (top, bottom, left, right).
+        pads = (padding * 2, padding * 2) if isinstance(padding, int) else (
+            padding[0] + padding[1], padding[2] + padding[3])
+        return tuple(conv_out(n + p, k, s, 0, d) for n, p, k, s, d in zip(hw, pads, kernel, stride, dilation))
+    raise ValueError(f"cannot size {type(layer).__name__} with pad_mode '{layer.pad_mode}'; "
+                     "allowed: Conv2d with same/valid/pad, pooling with same/valid")
+
+
+def _walk_main_path(cells, hw, channels):
+    """Push (H, W) and the channel count through the convs / pools of ``cells``, in definition order."""
+    for cell in cells:
+        for name, layer in cell.cells_and_names():
+            if any(part in _SHORTCUT_NAMES for part in name.split(".")):
+                continue
+            if isinstance(layer, nn.Conv2d):
+                hw = _layer_out(layer, hw)
+                channels = layer.out_channels
+            elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
+                hw = _layer_out(layer, hw)
+    return hw, channels
+
+
+def _layer_stride(cell):
+    """Total down-sampling factor of one cell's main path (product of its conv / pool strides)."""
+    factor = 1
+    for name, layer in cell.cells_and_names():
+        if any(part in _SHORTCUT_NAMES for part in name.split(".")):
+            continue
+        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            factor *= _pair(layer.stride)[0]
+    return factor
+
+
+def _head_dropout(drop_rate):
+    """Dropout in front of the classifier; ValueError outside [0, 1)."""
+    rate = float(drop_rate)
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
+    return nn.Dropout(p=rate) if rate > 0 else nn.Identity()
+
+
+def _cnn_options(name, kwargs, drop_path=False):
+    """Checked builder options; ValueError for unknown ones or stochastic depth where there is none."""
+    allowed = ("drop_rate", "drop_path_rate", "in_channels")
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(f"{name} got unknown option(s) {unknown}; allowed: {', '.join(allowed)}")
+    options = dict(kwargs)
+    if not drop_path:
+        # mindcv's ResNet / MobileNetV2 blocks have no stochastic depth to switch on.
+        rate = options.pop("drop_path_rate", 0.0)
+        if float(rate) != 0.0:
+            raise ValueError(f"{name} has no stochastic depth: drop_path_rate must be 0, got {rate!r}")
+    return options
+
+
+class CNNStageMixin(StageModel):
+    """Stage-shape bookkeeping shared by the CNNs: subclasses list the cells of each stage."""
+
+    family = "cnn"
+    stage_kind = "conv"
+    num_prefix_tokens = 0
+
+    def _set_contract(self, num_classes, image_size, feature_dim):
+        _image_hw(image_size)
+        self.num_classes = int(num_classes)
+        self.image_size = image_size
+        self.feature_dim = int(feature_dim)
+
+    def _stage_cells(self):
+        """Four lists of cells whose main paths, run in turn, produce stage 1..4 (stem goes in stage 1)."""
+        raise NotImplementedError
+
+    def stage_shapes(self, image_size=None):
+        hw = _image_hw(self.image_size if image_size is None else image_size)
+        channels = None
+        shapes = []
+        for cells in self._stage_cells():
+            hw, channels = _walk_main_path(cells, hw, channels)
+            shapes.append((channels,) + tuple(hw))
+        return shapes
+
+
+class ResNetStages(ResNet, CNNStageMixin):
+    """mindcv ResNet; stages are layer1..layer4, pooled is the global average of layer4."""
+
+    def __init__(self, block, layers, num_classes=1000, image_size=224, drop_rate=0.0, **kwargs):
+        super().__init__(block=block, layers=layers, num_classes=num_classes, **kwargs)
+        self.head_drop = _head_dropout(drop_rate)
+        self._set_contract(num_classes, image_size, self.num_features)
+
+    def _stage_cells(self):
+        return [[self.conv1, self.max_pool, self.layer1], [self.layer2], [self.layer3], [self.layer4]]
+
+    def forward_head(self, x):
+        return self.classifier(self.head_drop(self.pool(x)))
+
+    def forward_with_stages(self, x):
+        x = self.max_pool(self.relu(self.bn1(self.conv1(x))))
+        s1 = self.layer1(x)
+        s2 = self.layer2(s1)
+        s3 = self.layer3(s2)
+        s4 = self.layer4(s3)
+        pooled = self.pool(s4)
+        logits = self.classifier(self.head_drop(pooled))
+        return logits, (s1, s2, s3, s4), pooled
+
+
+class MobileNetV2Stages(MobileNetV2, CNNStageMixin):
+    """mindcv MobileNetV2; stages end at the last block of stride 4, 8, 16 and at the 1x1 conv head."""
+
+    def __init__(self, num_classes=1000, image_size=224, drop_rate=0.0, alpha=1.0, **kwargs):
+        super().__init__(alpha=alpha, num_classes=num_classes, **kwargs)
+        # mindcv hard-codes Dropout(0.2) here; the reference (timm) default is no dropout.
+        self.classifier[0] = _head_dropout(drop_rate)
+        self.stage_ends = self._find_stage_ends()
+        self._set_contract(num_classes, image_size, self.classifier[1].in_channels)
+
+    def _find_stage_ends(self):
+        """Indices into ``features`` where stages 1..4 end, from the layers' own strides."""
+        ends = {}
+        reduction = 1
+        for index, cell in enumerate(self.features):
+            reduction *= _layer_stride(cell)
+            ends[reduction] = index
+        missing = [r for r in (4, 8, 16) if r not in ends]
+        if missing:
+            raise ValueError(f"MobileNetV2 features never reach stride {missing}; cannot place stages")
+        return (ends[4], ends[8], ends[16], len(self.features) - 1)
+
+    def _stage_cells(self):
+        cells = list(self.features)
+        starts = (0,) + tuple(end + 1 for end in self.stage_ends[:3])
+        return [cells[start:end + 1] for start, end in zip(starts, self.stage_ends)]
+
+    def forward_with_stages(self, x):
+        stages = ()
+        index = 0
+        for cell in self.features:
+            x = cell(x)
+            if index in self.stage_ends:
+                stages = stages + (x,)
+            index += 1
+        pooled = self.pool(x)
+        logits = self.classifier(pooled)
+        return logits, stages, pooled
+
+
+class ConvNeXtStages(ConvNeXt, CNNStageMixin):
+    """mindcv ConvNeXt; stages are the outputs of the 4 block stages, pooled is norm(mean(stage 4))."""
+
+    def __init__(self, depths, dims, num_classes=1000, image_size=224, drop_rate=0.0, drop_path_rate=0.0,
+                 in_channels=3, **kwargs):
+        if not 0.0 <= float(drop_path_rate) < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
+        super().__init__(in_channels=in_channels, num_classes=num_classes, depths=depths, dims=dims,
+                         drop_path_rate=drop_path_rate, **kwargs)
+        self.head_drop = _head_dropout(drop_rate)
+        self._set_contract(num_classes, image_size, dims[-1])
+
+    def _stage_cells(self):
+        # ``feature`` alternates down-sampling layer (stem first) and block stage.
+        return [[self.feature[2 * i], self.feature[2 * i + 1]] for i in range(4)]
+
+    def forward_head(self, x):
+        return self.classifier(self.head_drop(x))
+
+    def forward_with_stages(self, x):
+        stages = ()
+        index = 0
+        for cell in self.feature:
+            x = cell(x)
+            if index % 2 == 1:
+                stages = stages + (x,)
+            index += 1
+        pooled = self.norm(x.mean([-2, -1]))
+        logits = self.classifier(self.head_drop(pooled))
+        return logits, stages, pooled
+
+
+@register_model
+def resnet18(num_classes=1000, image_size=224, **kwargs):
+    kwargs = _cnn_options("resnet18", kwargs)
+    return ResNetStages(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, image_size=image_size, **kwargs)
+
+
+@register_model
+def resnet34(num_classes=1000, image_size=224, **kwargs):
+    kwargs = _cnn_options("resnet34", kwargs)
+    return ResNetStages(BasicBlock, [3, 4, 6, 3], num_classes=num_classes, image_size=image_size, **kwargs)
+
+
+@register_model
+def resnet50(num_classes=1000, image_size=224, **kwargs):
+    kwargs = _cnn_options("resnet50", kwargs)
+    return ResNetStages(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, image_size=image_size, **kwargs)
+
+
+@register_model
+def mobilenetv2_100(num_classes=1000, image_size=224, **kwargs):
+    kwargs = _cnn_options("mobilenetv2_100", kwargs)
+    return MobileNetV2Stages(num_classes=num_classes, image_size=image_size, alpha=1.0, **kwargs)
+
+
+@register_model
+def convnext_tiny(num_classes=1000, image_size=224, **kwargs):
+    kwargs = _cnn_options("convnext_tiny", kwargs, drop_path=True)
+    return ConvNeXtStages([3, 3, 9, 3], [96, 192, 384, 768], num_classes=num_classes, image_size=image_size,
+                          **kwargs)

@@ -1,0 +1,156 @@
+"""Config: defaults, base: merging, overrides, the one-line errors, save/load round trip."""
+import os
+
+import pytest
+import yaml
+
+from src.config import (DEFAULTS, KEYS, build_arg_parser, config_from_args, load_config, parse_overrides,
+                        save_config)
+
+MINIMAL = ["student=resnet18", "distiller=none", "dataset=fake"]
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    return str(path)
+
+
+def one_line_error(excinfo):
+    message = str(excinfo.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults_are_valid_for_every_key():
+    cfg = load_config(None, MINIMAL)
+    assert set(cfg) == set(KEYS)
+    assert cfg.epochs == DEFAULTS["epochs"] and cfg["lr"] == pytest.approx(0.1)
+    assert cfg.num_classes == 1000 and cfg.mean == pytest.approx([0.485, 0.456, 0.406])
+
+
+def test_base_chain_merges_and_child_wins(tmp_path):
+    write(tmp_path / "common" / "root.yaml", "epochs: 7\nlr: 0.5\nbatch_size: 16\ndataset: fake\n")
+    write(tmp_path / "common" / "mid.yaml", "base: root.yaml\nlr: 0.25\nopt: adamw\n")
+    child = write(tmp_path / "recipes" / "child.yaml",
+                  "base: ../common/mid.yaml\nlr: 0.05\nstudent: resnet18\ndistiller: none\n")
+    cfg = load_config(child)
+    assert cfg.epochs == 7 and cfg.batch_size == 16  # from the root
+    assert cfg.opt == "adamw"  # from the middle
+    assert cfg.lr == pytest.approx(0.05)  # the child wins
+
+
+def test_base_loop_is_an_error(tmp_path):
+    a = write(tmp_path / "a.yaml", "base: b.yaml\n")
+    write(tmp_path / "b.yaml", "base: a.yaml\n")
+    with pytest.raises(ValueError, match="loops"):
+        load_config(a)
+
+
+def test_overrides_all_forms_beat_the_file(tmp_path):
+    path = write(tmp_path / "c.yaml", "student: resnet18\ndistiller: none\ndataset: fake\nlr: 0.5\nepochs: 3\n")
+    cfg = load_config(path, ["lr=0.01", "--epochs", "9", "--batch-size=32", "--eps", "1", "1.5", "1.5",
+                             "--stages", "2,4", "--ema", "--mixup", "0.8", "--weight_decay", "1e-3",
+                             "auto_augment=rand-m9-mstd0.5-inc1", "--teacher_ckpt", "null", "device_target=gpu"])
+    assert cfg.lr == pytest.approx(0.01) and cfg.epochs == 9 and cfg.batch_size == 32
+    assert cfg.eps == [1.0, 1.5, 1.5] and cfg.stages == [2, 4]
+    assert cfg.ema is True and cfg.mixup == pytest.approx(0.8)
+    assert cfg.weight_decay == pytest.approx(1e-3) and cfg.teacher_ckpt is None
+    assert cfg.auto_augment == "rand-m9-mstd0.5-inc1" and cfg.device_target == "GPU"
+
+
+def test_parse_overrides_negative_values_and_stray_tokens():
+    assert parse_overrides(["--lr", "-0.5", "temperature=2"]) == {"lr": -0.5, "temperature": 2}
+    with pytest.raises(ValueError, match="unexpected argument '3'"):
+        parse_overrides(["--epochs", "2", "3"])
+    with pytest.raises(ValueError, match="'epochs' needs a value"):
+        parse_overrides(["--epochs"])
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = write(tmp_path / "bad.yaml", "student: resnet18\nepoch: 3\n")
+    with pytest.raises(ValueError) as excinfo:
+        load_config(path)
+    message = one_line_error(excinfo)
+    assert path in message and "'epoch'" in message and "did you mean 'epochs'" in message
+    with pytest.raises(ValueError, match="command line: unknown config key 'learning_rate'"):
+        load_config(None, MINIMAL + ["learning_rate=0.1"])
+
+
+@pytest.mark.parametrize("text, key, expected", [
+    ("epochs: abc", "epochs", "an integer"),
+    ("epochs: 2.5", "epochs", "an integer"),
+    ("lr: fast", "lr", "a number"),
+    ("ema: 1", "ema", "true or false"),
+    ("scale: [0.1, 0.5, 1.0]", "scale", "length 2"),
+    ("opt: adam", "opt", "sgd|adamw|lamb"),
+    ("student: null", "student", "required key"),
+    ("batch_size: 0", "batch_size", "positive"),
+    ("eps: [1.0, 1.5]", "eps", "1 value or 5"),
+    ("mean: [123.7, 116.3, 103.5]", "mean", "0..1 scale"),
+    ("nested:\n  lr: 1", "nested", "unknown config key"),
+])
+def test_wrong_values_name_key_and_file(tmp_path, text, key, expected):
+    path = write(tmp_path / "c.yaml", "student: resnet18\ndistiller: none\ndataset: fake\n" + text + "\n")
+    with pytest.raises(ValueError) as excinfo:
+        load_config(path)
+    message = one_line_error(excinfo)
+    assert path in message and f"'{key}'" in message and expected in message
+
+
+def test_wrong_type_on_the_command_line():
+    with pytest.raises(ValueError, match="command line: key 'epochs' expects an integer, got 'abc'"):
+        load_config(None, MINIMAL + ["epochs=abc"])
+
+
+def test_required_keys_depend_on_dataset_and_distiller(tmp_path):
+    path = write(tmp_path / "c.yaml", "student: resnet18\ndistiller: none\ndataset: cifar100\n")
+    with pytest.raises(ValueError) as excinfo:
+        load_config(path)
+    message = one_line_error(excinfo)
+    assert path in message and "'data_dir'" in message and "cifar100" in message
+    with pytest.raises(ValueError, match="required key 'teacher'"):
+        load_config(None, ["student=resnet18", "dataset=fake", "distiller=ofa"])
+    with pytest.raises(ValueError, match="required key 'num_classes'"):
+        load_config(None, ["student=resnet18", "distiller=none", "dataset=imagefolder", "data_dir=/x"])
+    assert load_config(None, ["student=resnet18", "teacher=deit_tiny", "dataset=fake"]).distiller == "ofa"
+
+
+def test_dataset_defaults_fill_mean_std_and_classes():
+    cfg = load_config(None, ["student=resnet18", "distiller=none", "dataset=cifar100", "data_dir=/x"])
+    assert cfg.num_classes == 100
+    assert cfg.mean == pytest.approx([0.5071, 0.4865, 0.4409]) and cfg.std == pytest.approx([0.2673, 0.2564, 0.2762])
+    cfg = load_config(None, ["student=resnet18", "distiller=none", "dataset=fashion_mnist", "data_dir=/x"])
+    assert cfg.mean == pytest.approx([0.2860] * 3) and cfg.std == pytest.approx([0.3530] * 3)
+    cfg = load_config(None, ["student=resnet18", "distiller=none", "dataset=mnist", "data_dir=/x", "in_channels=1"])
+    assert cfg.mean == pytest.approx([0.1307])
+    with pytest.raises(ValueError, match="'num_classes' must be 10 for dataset cifar10"):
+        load_config(None, ["student=resnet18", "distiller=none", "dataset=cifar10", "data_dir=/x", "num_classes=100"])
+    with pytest.raises(ValueError, match="'batch_size' must be even"):
+        load_config(None, MINIMAL + ["batch_size=7", "cutmix=1.0"])
+
+
+def test_save_config_round_trip_is_atomic(tmp_path):
+    cfg = load_config(None, MINIMAL + ["lr=0.003", "eps=[1.5]", "scale=[0.5,1.0]", "resume=null"])
+    out = tmp_path / "run" / "config.yaml"
+    save_config(cfg, str(out))
+    assert os.listdir(tmp_path / "run") == ["config.yaml"]  # no temp file left behind
+    with open(out) as f:
+        assert yaml.safe_load(f)["lr"] == pytest.approx(0.003)
+    again = load_config(str(out))
+    assert again == cfg
+    cfg.lr = 0.5
+    save_config(cfg, str(out))  # replaces the previous file
+    assert load_config(str(out)).lr == pytest.approx(0.5)
+
+
+def test_config_from_args_with_entry_point_options(tmp_path):
+    path = write(tmp_path / "c.yaml", "student: resnet18\ndistiller: none\ndataset: fake\n")
+    parser = build_arg_parser("eval")
+    parser.add_argument("--checkpoint", required=True)
+    args, cfg = config_from_args(["--config", path, "--checkpoint", "w.ckpt", "--batch_size", "8", "seed=3"], parser)
+    assert args.checkpoint == "w.ckpt" and cfg.batch_size == 8 and cfg.seed == 3
+    assert "student (str" in parser.format_help()  # the key list is in --help
+    with pytest.raises(ValueError, match="not found"):
+        config_from_args(["--config", str(tmp_path / "missing.yaml")])

@@ -1,0 +1,195 @@
+"""MLP-Mixer / ResMLP: parameter counts, stage shapes, one-pass stage features, and timm numerics."""
+import math
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor, nn
+
+from src.models import create_model
+
+# Trainable parameters at 1000 classes, 224 px (timm's counts for the same architectures).
+PARAM_COUNTS = {"mixer_b16": (59_880_472, 768), "resmlp_12": (15_350_872, 384)}
+
+
+def count_params(model):
+    return sum(int(np.prod(p.shape)) for p in model.trainable_params())
+
+
+def randomize(model, seed=0, prefix=""):
+    """Give parameters (those under ``prefix``) well-scaled random values so layout mistakes show up."""
+    rng = np.random.default_rng(seed)
+    for name, p in model.parameters_and_names():
+        if not name.startswith(prefix):
+            continue
+        shape = p.shape
+        value = rng.standard_normal(shape, dtype=np.float32)
+        if name.endswith((".gamma", ".alpha")):
+            value = 1.0 + 0.1 * value
+        elif len(shape) >= 2 and name.endswith("weight"):
+            value *= 1.0 / math.sqrt(int(np.prod(shape[1:])))
+        else:
+            value *= 0.1 if name.endswith(("bias", "beta")) else 0.5
+        p.set_data(Tensor(value))
+
+
+def np_gelu(x):
+    return 0.5 * x * (1.0 + np.frompyfunc(math.erf, 1, 1)(x / math.sqrt(2.0)).astype(np.float64))
+
+
+def np_layer_norm(x, weight, bias, eps=1e-6):
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * weight + bias
+
+
+def np_linear(x, params, prefix):
+    return x @ params[prefix + ".weight"].T + params[prefix + ".bias"]
+
+
+def np_mlp(x, params, prefix):
+    return np_linear(np_gelu(np_linear(x, params, prefix + ".fc1")), params, prefix + ".fc2")
+
+
+def np_patch_embed(x, weight, bias):
+    """Stride-p p x p convolution as a matmul over flattened patches, tokens in row-major order."""
+    b, c, h, w = x.shape
+    e, _, p, _ = weight.shape
+    patches = x.reshape(b, c, h // p, p, w // p, p).transpose(0, 2, 4, 1, 3, 5)
+    return patches.reshape(b, (h // p) * (w // p), c * p * p) @ weight.reshape(e, -1).T + bias
+
+
+def np_mixer(params, x, depth, resmlp, stage_blocks):
+    """timm's MlpMixer forward (MixerBlock or ResBlock) in float64 NumPy, written from its definition."""
+    p = params
+    t = np_patch_embed(x, p["stem.proj.weight"], p["stem.proj.bias"])
+    if resmlp:
+        norm = lambda y, name: p[name + ".beta"] + p[name + ".alpha"] * y  # noqa: E731
+    else:
+        norm = lambda y, name: np_layer_norm(y, p[name + ".gamma"], p[name + ".beta"])  # noqa: E731
+    stages = []
+    for i in range(depth):
+        pre = f"blocks.{i}."
+        h = norm(t, pre + "norm1").transpose(0, 2, 1)
+        if resmlp:
+            t = t + p[pre + "ls1"] * np_linear(h, p, pre + "linear_tokens").transpose(0, 2, 1)
+            t = t + p[pre + "ls2"] * np_mlp(norm(t, pre + "norm2"), p, pre + "mlp_channels")
+        else:
+            t = t + np_mlp(h, p, pre + "mlp_tokens").transpose(0, 2, 1)
+            t = t + np_mlp(norm(t, pre + "norm2"), p, pre + "mlp_channels")
+        if i + 1 in stage_blocks:
+            stages.append(t)
+    pooled = norm(t, "norm").mean(axis=1)
+    return np_linear(pooled, p, "head"), stages, pooled
+
+
+@pytest.mark.parametrize("name", sorted(PARAM_COUNTS))
+def test_param_count_and_stage_shapes_at_224(name):
+    count, width = PARAM_COUNTS[name]
+    model = create_model(name)
+    assert count_params(model) == count
+    assert model.stage_shapes() == [(196, width)] * 4
+    assert model.feature_dim == width
+    assert (model.family, model.stage_kind, model.num_prefix_tokens) == ("mlp", "token", 0)
+    assert model.stage_blocks == (2, 4, 10, 12)
+
+
+def test_timm_shapes_of_named_parameters():
+    shapes = {n: tuple(p.shape) for n, p in create_model("resmlp_12").parameters_and_names()}
+    assert shapes["blocks.0.norm1.alpha"] == (1, 1, 384)
+    assert shapes["blocks.0.linear_tokens.weight"] == (196, 196)
+    assert shapes["blocks.11.ls2"] == (384,)
+    assert shapes["norm.beta"] == (1, 1, 384)
+    shapes = {n: tuple(p.shape) for n, p in create_model("mixer_b16", image_size=32).parameters_and_names()}
+    assert shapes["stem.proj.weight"] == (768, 3, 16, 16)
+    assert shapes["blocks.0.mlp_tokens.fc1.weight"] == (384, 4)
+    assert shapes["blocks.0.mlp_channels.fc2.weight"] == (768, 3072)
+
+
+# mixer_b16 at 32 px is covered by the numerics test below (a Mixer-B forward costs ~2 s on CPU).
+@pytest.mark.parametrize("name,size", [("mixer_b16", 64), ("resmlp_12", 32), ("resmlp_12", 64)])
+def test_forward_with_stages_matches_shapes_and_logits(name, size):
+    model = create_model(name, num_classes=10, image_size=size)
+    model.set_train(False)
+    randomize(model, prefix="head.")  # timm zero-initialises the head: the logits check would be vacuous
+    x = Tensor(np.random.default_rng(1).normal(size=(2, 3, size, size)).astype(np.float32))
+    logits, stages, pooled = model.forward_with_stages(x)
+    assert isinstance(stages, tuple) and len(stages) == 4
+    assert [tuple(s.shape[1:]) for s in stages] == model.stage_shapes()
+    assert model.stage_shapes()[0] == ((size // 16) ** 2, model.feature_dim)
+    assert tuple(pooled.shape) == (2, model.feature_dim)
+    assert tuple(logits.shape) == (2, 10)
+    np.testing.assert_allclose(logits.asnumpy(), model(x).asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,resmlp", [("mixer_b16", False), ("resmlp_12", True)])
+def test_numerics_match_timm_definition(name, resmlp):
+    """Logits, stage features (blocks 2, 4, 10, 12) and pooled vector equal a float64 timm-style forward."""
+    model = create_model(name, num_classes=7, image_size=32)
+    model.set_train(False)
+    randomize(model)
+    x = np.random.default_rng(2).normal(size=(2, 3, 32, 32))
+    logits, stages, pooled = model.forward_with_stages(Tensor(x.astype(np.float32)))
+    params = {n: p.asnumpy().astype(np.float64) for n, p in model.parameters_and_names()}
+    ref_logits, ref_stages, ref_pooled = np_mixer(params, x, 12, resmlp, (2, 4, 10, 12))
+    assert [tuple(s.shape[1:]) for s in stages] == model.stage_shapes()
+    for ours, ref in zip(stages, ref_stages):
+        np.testing.assert_allclose(ours.asnumpy(), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    np.testing.assert_allclose(pooled.asnumpy(), ref_pooled, rtol=1e-4, atol=1e-4 * np.abs(ref_pooled).max())
+    np.testing.assert_allclose(logits.asnumpy(), ref_logits, rtol=1e-4, atol=1e-4 * np.abs(ref_logits).max())
+
+
+def test_gelu_is_the_erf_form():
+    act = create_model("resmlp_12", num_classes=2, image_size=16).blocks[0].mlp_channels.act
+    x = np.linspace(-6.0, 6.0, 241)
+    np.testing.assert_allclose(act(Tensor(x.astype(np.float32))).asnumpy(), np_gelu(x), rtol=0, atol=2e-6)
+    tanh_form = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    assert np.abs(tanh_form - np_gelu(x)).max() > 1e-4
+
+
+def test_mixer_layer_norm_eps_and_resmlp_layer_scale_init():
+    mixer = create_model("mixer_b16", num_classes=2, image_size=16)
+    for cell in (mixer.norm, mixer.blocks[0].norm1, mixer.blocks[11].norm2):
+        assert cell.epsilon == 1e-6
+    resmlp = create_model("resmlp_12", num_classes=2, image_size=16)
+    np.testing.assert_array_equal(resmlp.blocks[3].ls1.asnumpy(), np.full(384, 0.1, np.float32))
+    np.testing.assert_array_equal(resmlp.blocks[3].norm2.alpha.asnumpy(), np.ones((1, 1, 384), np.float32))
+
+
+def test_image_size_not_multiple_of_patch_is_rejected():
+    with pytest.raises(ValueError, match="image_size 100"):
+        create_model("resmlp_12", image_size=100)
+    model = create_model("resmlp_12", num_classes=2, image_size=32)
+    assert model.stage_shapes(224) == [(196, 384)] * 4
+    with pytest.raises(ValueError, match="image_size 40"):
+        model.stage_shapes(40)
+
+
+class _StagesWrapper(nn.Cell):
+    """Calls forward_with_stages from another cell's construct, as the distiller does."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def construct(self, x):
+        logits, stages, pooled = self.model.forward_with_stages(x)
+        return logits, stages[1], stages[2], pooled
+
+
+def test_forward_with_stages_in_graph_mode():
+    model = create_model("resmlp_12", num_classes=5, image_size=32)
+    model.set_train(False)
+    randomize(model)
+    x = Tensor(np.random.default_rng(3).normal(size=(2, 3, 32, 32)).astype(np.float32))
+    eager = model.forward_with_stages(x)
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        logits, second, third, pooled = _StagesWrapper(model)(x)
+    finally:
+        ms.set_context(mode=previous)
+    np.testing.assert_allclose(logits.asnumpy(), eager[0].asnumpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(second.asnumpy(), eager[1][1].asnumpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(third.asnumpy(), eager[1][2].asnumpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pooled.asnumpy(), eager[2].asnumpy(), rtol=1e-5, atol=1e-5)

@@ -1,0 +1,231 @@
+"""Swin models: sizes, stage features, graph mode, and timm numerics checked against NumPy references."""
+import math
+
+import numpy as np
+import pytest
+import mindspore as ms
+from mindspore import Tensor, nn
+
+from src.models import create_model
+from src.models.swin import (PatchMerging, SwinBlock, relative_position_index, shifted_window_mask,
+                             stage_windows)
+
+SPEC_224 = {
+    "swin_tiny": [(3136, 96), (784, 192), (196, 384), (49, 768)],
+    "swin_nano": [(3136, 64), (784, 128), (196, 256), (49, 512)],
+    "swin_pico": [(3136, 48), (784, 96), (196, 192), (49, 384)],
+}
+
+
+def trainable_count(net):
+    return sum(int(p.size) for p in net.trainable_params())
+
+
+def images(size, batch=2, seed=0):
+    return Tensor(np.random.default_rng(seed).standard_normal((batch, 3, size, size)).astype(np.float32))
+
+
+# ---- NumPy references, written from the Swin paper / timm semantics, not from our module ----
+
+def np_layer_norm(x, cell):
+    mu = x.mean(-1, keepdims=True)
+    var = x.var(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + 1e-5) * cell.gamma.asnumpy() + cell.beta.asnumpy()
+
+
+def np_dense(x, cell):
+    y = x @ cell.weight.asnumpy().T
+    return y + cell.bias.asnumpy() if cell.has_bias else y
+
+
+def np_gelu(x):
+    return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
+
+
+def np_softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def np_window_mask(res, window, shift):
+    """Tokens of one shifted window may attend to each other only if they were neighbours before the
+    cyclic shift: both or neither wrapped around the bottom edge, and the same for the right edge."""
+    n = res // window
+    masks = []
+    for wr in range(n):
+        for wc in range(n):
+            wrapped = [((wr * window + i + shift) >= res, (wc * window + j + shift) >= res)
+                       for i in range(window) for j in range(window)]
+            masks.append([[0.0 if a == b else -100.0 for b in wrapped] for a in wrapped])
+    return np.array(masks, dtype=np.float32)
+
+
+def np_swin_block(x, block, res, window, shift, num_heads):
+    """One (S)W-MSA + MLP block with np.roll and explicit per-window loops."""
+    b, _, c = x.shape
+    hd = c // num_heads
+    area = window * window
+    table = block.attn.relative_position_bias_table.asnumpy()
+    bias = np.zeros((num_heads, area, area), dtype=np.float32)
+    for i in range(area):
+        for j in range(area):
+            di, dj = i // window - j // window, i % window - j % window
+            bias[:, i, j] = table[(di + window - 1) * (2 * window - 1) + dj + window - 1]
+    mask = np_window_mask(res, window, shift) if shift else None
+    img = np.roll(np_layer_norm(x, block.norm1).reshape(b, res, res, c), (-shift, -shift), axis=(1, 2))
+    out = np.zeros_like(img)
+    n = res // window
+    for bi in range(b):
+        for wr in range(n):
+            for wc in range(n):
+                rows, cols = slice(wr * window, (wr + 1) * window), slice(wc * window, (wc + 1) * window)
+                qkv = np_dense(img[bi, rows, cols].reshape(area, c), block.attn.qkv)
+                heads = []
+                for h in range(num_heads):
+                    q = qkv[:, h * hd:(h + 1) * hd] * hd ** -0.5
+                    k = qkv[:, c + h * hd:c + (h + 1) * hd]
+                    v = qkv[:, 2 * c + h * hd:2 * c + (h + 1) * hd]
+                    logits = q @ k.T + bias[h]
+                    if mask is not None:
+                        logits = logits + mask[wr * n + wc]
+                    heads.append(np_softmax(logits) @ v)
+                out[bi, rows, cols] = np_dense(np.concatenate(heads, -1), block.attn.proj).reshape(window, window, c)
+    x = x + np.roll(out, (shift, shift), axis=(1, 2)).reshape(b, res * res, c)
+    hidden = np_gelu(np_dense(np_layer_norm(x, block.norm2), block.mlp.fc1))
+    return x + np_dense(hidden, block.mlp.fc2)
+
+
+# ---- sizes and shapes ----
+
+@pytest.mark.parametrize("name,expected", [
+    ("swin_tiny", 28_288_354), ("swin_nano", 9_599_940), ("swin_pico", 5_506_996)])
+def test_trainable_parameter_count_at_224_and_1000_classes(name, expected):
+    net = create_model(name, num_classes=1000, image_size=224)
+    assert trainable_count(net) == expected
+    names = [p.name for p in net.trainable_params()]
+    assert "layers.0.blocks.0.attn.relative_position_bias_table" in names
+    assert "layers.1.downsample.reduction.weight" in names and "head.weight" in names
+    assert not any("relative_position_index" in n or "attn_mask" in n for n, _ in net.parameters_and_names())
+
+
+@pytest.mark.parametrize("name", sorted(SPEC_224))
+def test_stage_shapes_at_224_match_spec(name):
+    net = create_model(name, num_classes=10, image_size=224)
+    assert net.stage_shapes() == SPEC_224[name]
+    assert net.feature_dim == SPEC_224[name][-1][1]
+    assert (net.family, net.stage_kind, net.num_prefix_tokens) == ("vit", "token", 0)
+
+
+def test_window_plan_shrinks_windows_on_small_maps():
+    assert stage_windows(224) == [(56, 7, 3), (28, 7, 3), (14, 7, 3), (7, 7, 0)]
+    assert stage_windows(32, window_size=4) == [(8, 4, 2), (4, 4, 0), (2, 2, 0), (1, 1, 0)]
+    assert stage_windows(32, window_size=8) == [(8, 8, 0), (4, 4, 0), (2, 2, 0), (1, 1, 0)]
+    assert stage_windows(64, window_size=8) == [(16, 8, 4), (8, 8, 0), (4, 4, 0), (2, 2, 0)]
+
+
+# with window 7 only multiples of 224 work: 32 and 64 px give a 8 / 16 px first stage
+@pytest.mark.parametrize("size,bad", [(100, "100"), (32, "32"), (64, "64"), (0, "0")])
+def test_bad_image_size_raises_value_error_naming_it(size, bad):
+    with pytest.raises(ValueError, match=f"image_size {bad} "):
+        create_model("swin_pico", num_classes=10, image_size=size)
+
+
+def test_stage_shapes_rejects_bad_size():
+    net = create_model("swin_pico", num_classes=10, image_size=32, window_size=4)
+    assert net.stage_shapes() == [(64, 48), (16, 96), (4, 192), (1, 384)]
+    assert net.stage_shapes(64) == [(256, 48), (64, 96), (16, 192), (4, 384)]
+    with pytest.raises(ValueError, match="image_size 96 "):
+        net.stage_shapes(96)  # stage 3 at 6 px is neither <= 4 nor a multiple of 4
+
+
+# ---- forwards ----
+
+@pytest.mark.parametrize("size,kwargs", [(32, {"window_size": 4}), (64, {"window_size": 8})])
+def test_forward_with_stages_shapes_and_logits_pynative(size, kwargs):
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    net = create_model("swin_pico", num_classes=10, image_size=size, **kwargs)
+    net.set_train(False)
+    x = images(size)
+    logits, stages, pooled = net.forward_with_stages(x)
+    assert [tuple(s.shape[1:]) for s in stages] == net.stage_shapes()
+    assert all(s.shape[0] == 2 for s in stages)
+    assert logits.shape == (2, 10) and pooled.shape == (2, net.feature_dim)
+    np.testing.assert_allclose(logits.asnumpy(), net(x).asnumpy(), rtol=0, atol=1e-6)
+    expected_pooled = np_layer_norm(stages[3].asnumpy(), net.norm).mean(1)
+    np.testing.assert_allclose(pooled.asnumpy(), expected_pooled, rtol=1e-4, atol=1e-4)
+
+
+class StagesWrapper(nn.Cell):
+    """Calls forward_with_stages from another cell's construct, as the distiller does."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def construct(self, x):
+        logits, stages, pooled = self.net.forward_with_stages(x)
+        return logits, stages[0], stages[3], pooled
+
+
+def test_forward_with_stages_compiles_in_graph_mode():
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    net = create_model("swin_pico", num_classes=10, image_size=32, window_size=4)  # stage 1 shifted
+    net.set_train(False)
+    x = images(32, seed=1)
+    ref_logits, ref_stages, ref_pooled = net.forward_with_stages(x)
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        logits, s1, s4, pooled = StagesWrapper(net)(x)
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    np.testing.assert_allclose(logits.asnumpy(), ref_logits.asnumpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(s1.asnumpy(), ref_stages[0].asnumpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(s4.asnumpy(), ref_stages[3].asnumpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pooled.asnumpy(), ref_pooled.asnumpy(), rtol=1e-5, atol=1e-5)
+
+
+# ---- timm numerics, piece by piece ----
+
+def test_shifted_window_mask_matches_independent_construction():
+    for res, window, shift in [(8, 4, 2), (14, 7, 3), (12, 4, 2)]:
+        np.testing.assert_array_equal(shifted_window_mask(res, window, shift), np_window_mask(res, window, shift))
+    block = SwinBlock(8, 2, res=8, window=4, shift=2)
+    assert block.attn.attn_mask.shape == (1, 4, 1, 16, 16)
+    np.testing.assert_array_equal(block.attn.attn_mask.asnumpy()[0, :, 0], np_window_mask(8, 4, 2))
+    # only the last window row/column mixes regions: window 0 is all zeros, window 3 has 4 regions
+    assert (np_window_mask(8, 4, 2)[0] == 0).all() and (np_window_mask(8, 4, 2)[3] == 0).sum() == 4 * 16
+
+
+def test_relative_position_index_matches_brute_force():
+    w = 3
+    idx = relative_position_index(w)
+    for i in range(w * w):
+        for j in range(w * w):
+            assert idx[i, j] == (i // w - j // w + w - 1) * (2 * w - 1) + (i % w - j % w + w - 1)
+    assert idx.min() == 0 and idx.max() == (2 * w - 1) ** 2 - 1
+
+
+@pytest.mark.parametrize("shift", [2, 0])
+def test_block_matches_numpy_reference(shift):
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    res, window, dim, heads = 8, 4, 8, 2
+    block = SwinBlock(dim, heads, res=res, window=window, shift=shift)
+    block.set_train(False)
+    rng = np.random.default_rng(3)
+    # large random weights (bias table included) so a wrong lookup, order or GELU variant would show
+    for param in block.get_parameters():
+        param.set_data(Tensor(0.5 * rng.standard_normal(param.shape).astype(np.float32)))
+    x = rng.standard_normal((2, res * res, dim)).astype(np.float32)
+    got = block(Tensor(x)).asnumpy()
+    np.testing.assert_allclose(got, np_swin_block(x, block, res, window, shift, heads), rtol=1e-4, atol=1e-5)
+
+
+def test_patch_merging_matches_numpy_concat_order():
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    res, dim = 4, 3
+    merge = PatchMerging(dim, 2 * dim, res)
+    x = np.random.default_rng(4).standard_normal((2, res * res, dim)).astype(np.float32)
+    img = x.reshape(2, res, res, dim)
+    cat = np.concatenate([img[:, 0::2, 0::2], img[:, 1::2, 0::2], img[:, 0::2, 1::2], img[:, 1::2, 1::2]], -1)
+    expected = np_dense(np_layer_norm(cat.reshape(2, -1, 4 * dim), merge.norm), merge.reduction)
+    np.testing.assert_allclose(merge(Tensor(x)).asnumpy(), expected, rtol=1e-5, atol=1e-5)

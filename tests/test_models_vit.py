@@ -1,0 +1,193 @@
+"""ViT / DeiT: parameter counts, stage shapes, one-pass stage features, and timm numerics."""
+import math
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor, nn
+
+from src.models import create_model
+from src.models.vit import default_stage_blocks
+
+# Trainable parameters at 1000 classes, 224 px (timm's counts for the same architectures).
+PARAM_COUNTS = {
+    "deit_tiny": (5_717_416, 192),
+    "deit_small": (22_050_664, 384),
+    "vit_small": (22_050_664, 384),
+    "vit_base": (86_567_656, 768),
+}
+
+
+def count_params(model):
+    return sum(int(np.prod(p.shape)) for p in model.trainable_params())
+
+
+def randomize(model, seed=0):
+    """Give every parameter a well-scaled random value so layout or scaling mistakes show up."""
+    rng = np.random.default_rng(seed)
+    for name, p in model.parameters_and_names():
+        shape = p.shape
+        if name.endswith(".gamma"):
+            value = 1.0 + rng.normal(0, 0.1, shape)
+        elif len(shape) >= 2 and name.endswith("weight"):
+            fan_in = int(np.prod(shape[1:]))
+            value = rng.normal(0, 1.0 / math.sqrt(fan_in), shape)
+        else:
+            value = rng.normal(0, 0.1 if name.endswith(("bias", "beta")) else 0.5, shape)
+        p.set_data(Tensor(value.astype(np.float32)))
+
+
+def np_gelu(x):
+    return 0.5 * x * (1.0 + np.frompyfunc(math.erf, 1, 1)(x / math.sqrt(2.0)).astype(np.float64))
+
+
+def np_layer_norm(x, weight, bias, eps=1e-6):
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * weight + bias
+
+
+def np_linear(x, params, prefix):
+    return x @ params[prefix + ".weight"].T + params[prefix + ".bias"]
+
+
+def np_patch_embed(x, weight, bias):
+    """Stride-p p x p convolution as a matmul over flattened patches, tokens in row-major order."""
+    b, c, h, w = x.shape
+    e, _, p, _ = weight.shape
+    patches = x.reshape(b, c, h // p, p, w // p, p).transpose(0, 2, 4, 1, 3, 5)
+    return patches.reshape(b, (h // p) * (w // p), c * p * p) @ weight.reshape(e, -1).T + bias
+
+
+def np_vit(params, x, num_heads, depth, stage_blocks):
+    """timm's VisionTransformer forward in float64 NumPy, written from its definition."""
+    p = params
+    t = np_patch_embed(x, p["patch_embed.proj.weight"], p["patch_embed.proj.bias"])
+    cls = np.broadcast_to(p["cls_token"], (t.shape[0], 1, t.shape[2]))
+    t = np.concatenate([cls, t], axis=1) + p["pos_embed"]
+    stages = []
+    for i in range(depth):
+        pre = f"blocks.{i}."
+        b, n, e = t.shape
+        h = np_layer_norm(t, p[pre + "norm1.gamma"], p[pre + "norm1.beta"])
+        qkv = np_linear(h, p, pre + "attn.qkv").reshape(b, n, 3, num_heads, e // num_heads)
+        q, k, v = qkv.transpose(2, 0, 3, 1, 4)
+        logits = (q * (e // num_heads) ** -0.5) @ k.transpose(0, 1, 3, 2)
+        attn = np.exp(logits - logits.max(-1, keepdims=True))
+        attn /= attn.sum(-1, keepdims=True)
+        t = t + np_linear((attn @ v).transpose(0, 2, 1, 3).reshape(b, n, e), p, pre + "attn.proj")
+        h = np_layer_norm(t, p[pre + "norm2.gamma"], p[pre + "norm2.beta"])
+        t = t + np_linear(np_gelu(np_linear(h, p, pre + "mlp.fc1")), p, pre + "mlp.fc2")
+        if i + 1 in stage_blocks:
+            stages.append(t)
+    pooled = np_layer_norm(t, p["norm.gamma"], p["norm.beta"])[:, 0]
+    return np_linear(pooled, p, "head"), stages, pooled
+
+
+@pytest.mark.parametrize("name", sorted(PARAM_COUNTS))
+def test_param_count_and_stage_shapes_at_224(name):
+    count, width = PARAM_COUNTS[name]
+    model = create_model(name)
+    assert count_params(model) == count
+    assert model.stage_shapes() == [(197, width)] * 4
+    assert model.feature_dim == width
+    assert (model.family, model.stage_kind, model.num_prefix_tokens) == ("vit", "token", 1)
+    assert model.stage_blocks == (2, 4, 10, 12)
+
+
+def test_vit_small_is_deit_small_under_its_own_name():
+    a, b = create_model("vit_small"), create_model("deit_small")
+    assert [(n, p.shape) for n, p in a.parameters_and_names()] == \
+        [(n, p.shape) for n, p in b.parameters_and_names()]
+
+
+def test_default_stage_blocks_for_12_deep():
+    assert default_stage_blocks(12) == (2, 4, 10, 12)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_forward_with_stages_matches_shapes_and_logits(size):
+    model = create_model("deit_tiny", num_classes=10, image_size=size)
+    model.set_train(False)
+    x = Tensor(np.random.default_rng(1).normal(size=(2, 3, size, size)).astype(np.float32))
+    logits, stages, pooled = model.forward_with_stages(x)
+    assert isinstance(stages, tuple) and len(stages) == 4
+    assert [tuple(s.shape[1:]) for s in stages] == model.stage_shapes()
+    assert model.stage_shapes()[0] == ((size // 16) ** 2 + 1, 192)
+    assert tuple(pooled.shape) == (2, model.feature_dim)
+    assert tuple(logits.shape) == (2, 10)
+    np.testing.assert_allclose(logits.asnumpy(), model(x).asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_numerics_match_timm_definition():
+    """Logits, stage features (blocks 2, 4, 10, 12) and pooled vector equal a float64 timm-style forward."""
+    model = create_model("deit_tiny", num_classes=7, image_size=32)
+    model.set_train(False)
+    randomize(model)
+    x = np.random.default_rng(2).normal(size=(2, 3, 32, 32))
+    logits, stages, pooled = model.forward_with_stages(Tensor(x.astype(np.float32)))
+    params = {n: p.asnumpy().astype(np.float64) for n, p in model.parameters_and_names()}
+    ref_logits, ref_stages, ref_pooled = np_vit(params, x, 3, 12, (2, 4, 10, 12))
+    for ours, ref in zip(stages, ref_stages):
+        np.testing.assert_allclose(ours.asnumpy(), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    np.testing.assert_allclose(pooled.asnumpy(), ref_pooled, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(logits.asnumpy(), ref_logits, rtol=1e-4, atol=1e-4)
+
+
+def test_gelu_is_the_erf_form():
+    act = create_model("deit_tiny", num_classes=2, image_size=16).blocks[0].mlp.act
+    x = np.linspace(-6.0, 6.0, 241)
+    ours = act(Tensor(x.astype(np.float32))).asnumpy()
+    np.testing.assert_allclose(ours, np_gelu(x), rtol=0, atol=2e-6)
+    # The tanh approximation (MindSpore's default) is measurably different, so the check can fail.
+    tanh_form = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    assert np.abs(tanh_form - np_gelu(x)).max() > 1e-4
+
+
+def test_layer_norm_eps_is_1e6():
+    model = create_model("deit_tiny", num_classes=2, image_size=16)
+    for cell in (model.norm, model.blocks[0].norm1, model.blocks[11].norm2):
+        assert cell.epsilon == 1e-6
+
+
+def test_image_size_not_multiple_of_patch_is_rejected():
+    with pytest.raises(ValueError, match="image_size 100"):
+        create_model("deit_tiny", image_size=100)
+    model = create_model("deit_tiny", num_classes=2, image_size=32)
+    assert model.stage_shapes(224) == [(197, 192)] * 4
+    with pytest.raises(ValueError, match="image_size 40"):
+        model.stage_shapes(40)
+
+
+def test_bad_stage_blocks_are_rejected():
+    with pytest.raises(ValueError, match="stage_blocks"):
+        create_model("deit_tiny", num_classes=2, image_size=16, stage_blocks=(2, 4, 13, 12))
+
+
+class _StagesWrapper(nn.Cell):
+    """Calls forward_with_stages from another cell's construct, as the distiller does."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def construct(self, x):
+        logits, stages, pooled = self.model.forward_with_stages(x)
+        return logits, stages[0], stages[3], pooled
+
+
+def test_forward_with_stages_in_graph_mode():
+    model = create_model("deit_tiny", num_classes=5, image_size=32)
+    model.set_train(False)
+    x = Tensor(np.random.default_rng(3).normal(size=(2, 3, 32, 32)).astype(np.float32))
+    eager = model.forward_with_stages(x)
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        logits, first, last, pooled = _StagesWrapper(model)(x)
+    finally:
+        ms.set_context(mode=previous)
+    np.testing.assert_allclose(logits.asnumpy(), eager[0].asnumpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(first.asnumpy(), eager[1][0].asnumpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(last.asnumpy(), eager[1][3].asnumpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pooled.asnumpy(), eager[2].asnumpy(), rtol=1e-5, atol=1e-5)
