@@ -4,6 +4,7 @@ Each model subclasses mindcv 0.3.0's class, so parameter names (and so checkpoin
 what is added is the stage-feature contract of ``base.StageModel``.
 """
 from mindspore import nn
+from mindcv.models.convnext import Block as ConvNeXtBlock
 from mindcv.models.convnext import ConvNeXt
 from mindcv.models.mobilenetv2 import MobileNetV2
 from mindcv.models.resnet import BasicBlock, Bottleneck, ResNet
@@ -42,6 +43,11 @@ def _layer_out(layer, hw):
         pads = (padding * 2, padding * 2) if isinstance(padding, int) else (
             padding[0] + padding[1], padding[2] + padding[3])
         return tuple(conv_out(n + p, k, s, 0, d) for n, p, k, s, d in zip(hw, pads, kernel, stride, dilation))
+    if mode == "pad":
+        # Pooling in pad mode keeps one symmetric padding per axis, (depth, H, W) for MaxPool2d.
+        padding = layer.padding
+        pads = (padding, padding) if isinstance(padding, int) else tuple(padding[-2:])
+        return tuple(conv_out(n, k, s, p) for n, k, s, p in zip(hw, kernel, stride, pads))
     raise ValueError(f"cannot size {type(layer).__name__} with pad_mode '{layer.pad_mode}'; "
                      "allowed: Conv2d with same/valid/pad, pooling with same/valid")
 
@@ -126,6 +132,9 @@ class ResNetStages(ResNet, CNNStageMixin):
 
     def __init__(self, block, layers, num_classes=1000, image_size=224, drop_rate=0.0, **kwargs):
         super().__init__(block=block, layers=layers, num_classes=num_classes, **kwargs)
+        # timm / torchvision pad the stem max-pool by 1 on every side; mindcv's 'same' pads bottom/right
+        # only, which shifts every pooling window by a pixel (logits off by ~2e-2 with timm's weights).
+        self.max_pool = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="pad", padding=1)
         self.head_drop = _head_dropout(drop_rate)
         self._set_contract(num_classes, image_size, self.num_features)
 
@@ -196,6 +205,10 @@ class ConvNeXtStages(ConvNeXt, CNNStageMixin):
         super().__init__(in_channels=in_channels, num_classes=num_classes, depths=depths, dims=dims,
                          drop_path_rate=drop_path_rate, **kwargs)
         self.head_drop = _head_dropout(drop_rate)
+        # timm's ConvNeXt uses the exact (erf) GELU; MindSpore's nn.GELU() defaults to the tanh approximation.
+        for _, cell in self.cells_and_names():
+            if isinstance(cell, ConvNeXtBlock):
+                cell.act = nn.GELU(approximate=False)
         self._set_contract(num_classes, image_size, dims[-1])
 
     def _stage_cells(self):
