@@ -63,6 +63,9 @@ class DistillTrainStep(nn.Cell):
         self.scale_factor = float(scale_factor)
         self.scale_window = int(scale_window)
         self.clip_grad = float(clip_grad)
+        # The matmul trick relies on 0 * inf = NaN; Ascend may saturate inf in its matmul units, so there
+        # (and on GPU) the framework's own overflow check is used.
+        self.fast_finite_check = ms.get_context("device_target") == "CPU"
         self.hyper_map = ops.HyperMap()
 
         self.reducer = None
@@ -91,7 +94,10 @@ class DistillTrainStep(nn.Cell):
             grads = self.reducer(grads)
         if self.scaled:
             grads = self.hyper_map(ops.partial(_unscale, scale), grads)
-        overflow = ops.addn(self.hyper_map(_zero_if_finite, grads)) != 0  # = not amp.all_finite(grads)
+        if self.fast_finite_check:
+            overflow = ops.addn(self.hyper_map(_zero_if_finite, grads)) != 0  # = not amp.all_finite(grads)
+        else:
+            overflow = ops.logical_not(ms.amp.all_finite(grads))
         if self.use_reducer:
             overflow = self.all_reduce(overflow.astype(ms.float32)) > 0
         if self.dynamic:

@@ -1,0 +1,493 @@
+"""Step benchmark: images/s of one full OFA-KD training step on random data.
+
+One step = frozen teacher forward + student forward/backward + exit branches + losses + optimizer
+update, fused in ``src.engine.DistillTrainStep`` exactly as ``train.py`` runs it. Example::
+
+    python benchmarks/train_step.py --teacher deit_tiny --student resnet18 --distiller ofa \
+        --image-size 224 --batch-size 16 --num-classes 100 --steps 10 --warmup 3 --mode graph --json OUT.json
+
+The last line printed is ``images_per_s=<float>`` (median over the timed steps). The JSON holds the
+median and every per-step time, the compile time of the first step, peak RSS, the recompilation
+check and the config. ``--profile`` adds the time of the step's parts, each compiled as its own
+graph; ``--data DIR`` also reads a real image folder through the training transforms of src/data
+and reports the loader's images/s alone and fed to the step.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import src  # noqa: E402,F401  first: caps oneDNN at AVX2 before MindSpore loads (100x slower convs otherwise)
+
+import numpy as np  # noqa: E402
+
+import mindspore as ms  # noqa: E402
+from mindspore import nn, ops  # noqa: E402
+
+from src.distill import DISTILLERS, build_distiller  # noqa: E402
+from src.distill.losses import cross_entropy, ofa_loss  # noqa: E402
+from src.engine import DistillTrainStep, create_optimizer, param_groups  # noqa: E402
+from src.models import create_model  # noqa: E402
+
+MODES = ("graph", "pynative")
+# a timed step this much slower than the median (and at least OUTLIER_EXTRA_S slower) looks like a recompile
+OUTLIER_FACTOR = 2.5
+OUTLIER_EXTRA_S = 1.0
+RECIPE_OPT = {"cnn": "sgd"}  # the published recipes: SGD for CNN students, AdamW for ViT/MLP students
+
+
+def build_arg_parser():
+    p = argparse.ArgumentParser(description="Time full OFA-KD training steps on random data.")
+    p.add_argument("--teacher", default="deit_tiny", help="teacher model name")
+    p.add_argument("--student", default="resnet18", help="student model name")
+    p.add_argument("--distiller", default="ofa", choices=tuple(DISTILLERS), help="distillation method")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--num-classes", type=int, default=100)
+    p.add_argument("--steps", type=int, default=10, help="timed steps")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (the first compiles)")
+    p.add_argument("--mode", default="graph", choices=MODES)
+    p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--data", default=None,
+                   help="image folder root (with train/<class>/*.jpg): also time the loader alone and fed to the step")
+    p.add_argument("--data-batches", type=int, default=10, help="batches read when timing --data")
+    p.add_argument("--workers", type=int, default=2, help="loader workers for --data")
+    p.add_argument("--opt", default="auto", choices=("auto", "sgd", "adamw"),
+                   help="optimizer; auto = the recipe's (sgd for CNN students, adamw otherwise)")
+    p.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3, 4], help="OFA branch stages")
+    p.add_argument("--eps", type=float, default=1.5, help="OFA exponent")
+    p.add_argument("--clip-grad", type=float, default=0.0, help="global-norm clipping (0 = off)")
+    p.add_argument("--ema", type=float, default=0.0, help="student EMA decay (0 = off)")
+    p.add_argument("--profile", action="store_true",
+                   help="also time teacher forward, student fwd / fwd+bwd, distiller fwd / fwd+bwd separately")
+    p.add_argument("--compare", nargs="+", default=[], choices=tuple(DISTILLERS), metavar="DISTILLER",
+                   help="also build these distillers for the same pair and time all steps round-robin "
+                        "(fair ratios on a loaded machine), e.g. --compare kd none")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+# ------------------------------------------------------------------------------------------ building
+
+def build(args, name=None):
+    """``(train_step, distiller, student, teacher, optimizer name)`` for distiller ``name`` (default
+    ``args.distiller``), in training mode."""
+    name = name or args.distiller
+    ms.set_seed(args.seed)
+    student = create_model(args.student, num_classes=args.num_classes, image_size=args.image_size)
+    teacher = None
+    if name != "none":
+        teacher = create_model(args.teacher, num_classes=args.num_classes, image_size=args.image_size)
+    kwargs = {}
+    if name == "ofa":
+        kwargs = dict(stages=tuple(args.stages), eps=(args.eps,))
+    distiller = build_distiller(name, student, teacher, num_classes=args.num_classes, **kwargs)
+    opt = args.opt if args.opt != "auto" else RECIPE_OPT.get(student.family, "adamw")
+    lr, wd = (0.1, 1e-4) if opt == "sgd" else (5e-4, 0.05)
+    # a per-step list, as train.py passes one: the optimizer then reads lr[global_step] inside the graph
+    lrs = [lr] * (args.warmup + args.steps + 2 * args.data_batches + 8)
+    optimizer = create_optimizer(opt, param_groups(distiller, wd), lrs)
+    step = DistillTrainStep(distiller, optimizer, clip_grad=args.clip_grad, ema_decay=args.ema)
+    step.set_train(True)
+    return step, distiller, student, teacher, opt
+
+
+def random_batches(args, count=2):
+    """A few different random batches (cycled): new values every step must not recompile."""
+    rng = np.random.RandomState(args.seed)
+    out = []
+    for _ in range(count):
+        x = rng.standard_normal((args.batch_size, 3, args.image_size, args.image_size)).astype(np.float32)
+        y = rng.randint(0, args.num_classes, size=(args.batch_size,)).astype(np.int32)
+        out.append((ms.Tensor(x), ms.Tensor(y)))
+    return out
+
+
+def count_params(params):
+    return int(sum(int(np.prod(p.shape)) for p in params))
+
+
+# ------------------------------------------------------------------------------------------ timing
+
+def _sync(outputs):
+    """Wait for the step: reading a value back blocks until the graph has run."""
+    first = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+    return float(first.asnumpy().reshape(-1)[0])
+
+
+def time_calls(fn, batches, count):
+    """``(wall_s list, cpu_s list, last value)`` of ``count`` calls ``fn(*batch)`` over cycled batches.
+
+    cpu_s is this process's CPU time (all threads): less sensitive than wall time to other jobs on
+    the machine, so it is the fairer number for comparing two configurations measured apart.
+    """
+    wall, cpu, value = [], [], None
+    for i in range(count):
+        x, y = batches[i % len(batches)]
+        t0, c0 = time.perf_counter(), time.process_time()
+        value = _sync(fn(x, y))
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return wall, cpu, value
+
+
+def graph_compiles(cell):
+    """How many graphs MindSpore compiled for ``cell`` (GRAPH_MODE; one per distinct input signature);
+    None in PyNative mode, which compiles no whole-cell graph."""
+    if ms.get_context("mode") != ms.GRAPH_MODE:
+        return None
+    return len(cell.compile_cache)
+
+
+def outlier_steps(times, median):
+    """Indices of steps that look like a recompile (far slower than the median)."""
+    limit = max(OUTLIER_FACTOR * median, median + OUTLIER_EXTRA_S)
+    return [i for i, t in enumerate(times) if t > limit]
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+# ------------------------------------------------------------------------------------------ profile parts
+
+class _TeacherForward(nn.Cell):
+    def __init__(self, distiller):
+        super().__init__(auto_prefix=False)
+        self.teacher = distiller.teacher
+
+    def construct(self, images, labels):
+        return self.teacher(images)
+
+
+class _StudentForward(nn.Cell):
+    """The student's forward as the distiller runs it (with stage features for OFA)."""
+
+    def __init__(self, student, with_stages):
+        super().__init__(auto_prefix=False)
+        self.student = student
+        self.with_stages = with_stages
+
+    def construct(self, images, labels):
+        if self.with_stages:
+            logits, feats, _ = self.student.forward_with_stages(images)
+            return logits, feats
+        return self.student(images)
+
+
+class _StudentLoss(nn.Cell):
+    def __init__(self, student):
+        super().__init__(auto_prefix=False)
+        self.student = student
+
+    def construct(self, images, labels):
+        return cross_entropy(self.student(images), labels, 0.1)
+
+
+class _Grad(nn.Cell):
+    """Forward + backward of ``net`` (a scalar loss, or ``(loss, terms)``) w.r.t. ``weights``; no update."""
+
+    def __init__(self, net, weights):
+        super().__init__(auto_prefix=False)
+        self.net = net
+        self.weights = weights
+        self.grad = ops.GradOperation(get_by_list=True)
+
+    def construct(self, images, labels):
+        grads = self.grad(self.net, self.weights)(images, labels)
+        # depend on every gradient, or graph mode prunes the ones the output does not read
+        return ops.depend(grads[0].sum(), grads)
+
+
+class _BranchesLoss(nn.Cell):
+    """The OFA branches and their losses on fixed stage features (Parameters, so nothing constant-folds)."""
+
+    def __init__(self, distiller, feats, teacher_logits):
+        super().__init__(auto_prefix=False)
+        self.branches = distiller.branches
+        self.feats = ms.ParameterTuple([ms.Parameter(f, name=f"bench_feat{i}", requires_grad=False)
+                                        for i, f in enumerate(feats)])
+        self.logits_t = ms.Parameter(teacher_logits, name="bench_logits_t", requires_grad=False)
+        self.branch_eps = distiller.branch_eps
+        self.temperature = distiller.temperature
+        self.stage_index = distiller.stage_index
+
+    def construct(self, images, labels):
+        loss = ops.zeros((), ms.float32)
+        for i in range(len(self.stage_index)):
+            logits_b = self.branches[i](self.feats[self.stage_index[i]])
+            loss = loss + ofa_loss(logits_b, self.logits_t, labels, self.branch_eps[i], self.temperature)
+        return loss
+
+
+class _FirstOutput(nn.Cell):
+    def __init__(self, net):
+        super().__init__(auto_prefix=False)
+        self.net = net
+
+    def construct(self, images, labels):
+        return self.net(images, labels)[0]
+
+
+def profile_parts(args, step, distiller, student, batches):
+    """Median seconds of each part of the step, every part compiled as its own graph.
+
+    The parts and the full step are timed round-robin (one call of each per round), so a change in
+    the machine's load hits all of them alike. Derived: ``branches_losses_fwd`` = distiller fwd -
+    teacher fwd - student fwd; ``backward`` = distiller fwd+bwd - distiller fwd; ``optimizer_and_update``
+    = full step - distiller fwd+bwd.
+    """
+    rounds = max(3, min(args.steps, 5))
+    trainable = ms.ParameterTuple(step.weights)
+    cells = []
+    if distiller.teacher is not None:
+        cells.append(("teacher_fwd", _TeacherForward(distiller)))
+    cells.append(("student_fwd", _StudentForward(student, args.distiller == "ofa")))
+    cells.append(("student_fwd_bwd_ce", _Grad(_StudentLoss(student), ms.ParameterTuple(student.trainable_params()))))
+    if args.distiller == "ofa":
+        shapes = student.stage_shapes(args.image_size)
+        rng = np.random.RandomState(args.seed)
+        feats = [ms.Tensor(rng.standard_normal((args.batch_size, *shape)).astype(np.float32)) for shape in shapes]
+        logits_t = ms.Tensor(rng.standard_normal((args.batch_size, args.num_classes)).astype(np.float32))
+        branches = _BranchesLoss(distiller, feats, logits_t)
+        cells.append(("branches_losses_fwd", branches))
+        branch_params = ms.ParameterTuple(distiller.branches.trainable_params())
+        cells.append(("branches_losses_fwd_bwd", _Grad(branches, branch_params)))
+    cells.append(("distiller_fwd", _FirstOutput(distiller)))
+    cells.append(("distiller_fwd_bwd", _Grad(_FirstOutput(distiller), trainable)))
+    cells.append(("full_step", step))
+    first = {}
+    for name, cell in cells:
+        cell.set_train(True)
+        first[name] = time_calls(cell, batches, 1)[0][0]
+    times = {name: [] for name, _ in cells}
+    cpu = {name: [] for name, _ in cells}
+    for r in range(rounds):
+        for name, cell in cells:
+            wall_s, cpu_s, _ = time_calls(cell, batches[r % len(batches):], 1)
+            times[name].append(wall_s[0])
+            cpu[name].append(cpu_s[0])
+    parts = {name: {"median_s": statistics.median(times[name]), "cpu_s_median": statistics.median(cpu[name]),
+                    "first_s": first[name], "step_s": times[name]} for name, _ in cells}
+    med = {k: v["median_s"] for k, v in parts.items()}
+    derived = {
+        "distiller_fwd_minus_teacher_student": med["distiller_fwd"] - med.get("teacher_fwd", 0.0) - med["student_fwd"],
+        "distiller_backward": med["distiller_fwd_bwd"] - med["distiller_fwd"],
+        "student_backward_ce": med["student_fwd_bwd_ce"] - med["student_fwd"],
+        "optimizer_and_update": med["full_step"] - med["distiller_fwd_bwd"],
+    }
+    parts["derived"] = derived
+    return parts
+
+
+def compare_distillers(args, step, batches):
+    """The main step and one step per ``--compare`` distiller, timed round-robin for ``args.steps`` rounds.
+
+    Returns per distiller the median wall / CPU seconds, and each one's ratio to the main distiller.
+    """
+    steps = {args.distiller: step}
+    for name in args.compare:
+        if name not in steps:
+            steps[name] = build(args, name)[0]
+            time_calls(steps[name], batches, 1 + max(args.warmup - 1, 0))  # compile + warm up
+    wall = {name: [] for name in steps}
+    cpu = {name: [] for name in steps}
+    for r in range(args.steps):
+        for name, cell in steps.items():
+            wall_s, cpu_s, _ = time_calls(cell, batches[r % len(batches):], 1)
+            wall[name].append(wall_s[0])
+            cpu[name].append(cpu_s[0])
+    out = {}
+    main_wall, main_cpu = statistics.median(wall[args.distiller]), statistics.median(cpu[args.distiller])
+    for name in steps:
+        w, c = statistics.median(wall[name]), statistics.median(cpu[name])
+        out[name] = {"step_s_median": w, "cpu_s_median": c, "images_per_s": args.batch_size / w,
+                     "step_s": wall[name], f"{args.distiller}_over_this_wall": main_wall / w,
+                     f"{args.distiller}_over_this_cpu": main_cpu / c}
+    return out
+
+
+# ------------------------------------------------------------------------------------------ data loader
+
+def data_config(args):
+    from src.config import load_config
+
+    train_dir = os.path.join(args.data, "train")
+    if not os.path.isdir(train_dir):
+        raise ValueError(f"--data {args.data}: expected an image folder root with train/<class>/ images")
+    classes = sorted(e.name for e in os.scandir(train_dir) if e.is_dir() and not e.name.startswith("."))
+    if len(classes) > args.num_classes:
+        raise ValueError(f"--data {args.data} has {len(classes)} classes, more than --num-classes {args.num_classes}")
+    overrides = {"dataset": "imagefolder", "data_dir": args.data, "num_classes": len(classes),
+                 "student": args.student, "teacher": args.teacher, "distiller": args.distiller,
+                 "image_size": args.image_size, "batch_size": args.batch_size, "num_workers": args.workers,
+                 "seed": args.seed}
+    return load_config(None, overrides)
+
+
+def time_loader(args, step, step_images_per_s):
+    """Loader alone (decode + training transforms + batching), then the loader feeding the step."""
+    from src.data import create_dataset
+
+    cfg = data_config(args)
+    dataset = create_dataset(cfg, "train")
+    batches_per_epoch = dataset.get_dataset_size()
+    n = min(args.data_batches, batches_per_epoch - 1)
+    if n < 1:
+        raise ValueError(f"--data {args.data}: needs at least 2 batches of {args.batch_size} train images")
+    # loader alone: the first batch starts the workers, the next n are timed
+    it = dataset.create_tuple_iterator(num_epochs=1)
+    next(it)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        images, labels = next(it)
+    loader_s = time.perf_counter() - t0
+    shape = list(images.shape)
+    # loader feeding the step: what train.py sees (both share the same CPU cores)
+    it = create_dataset(cfg, "train").create_tuple_iterator(num_epochs=1)
+    images, labels = next(it)
+    _sync(step(images, labels))
+    t0 = time.perf_counter()
+    for _ in range(n):
+        images, labels = next(it)
+        _sync(step(images, labels))
+    fed_s = time.perf_counter() - t0
+    loader_ips = n * args.batch_size / loader_s
+    fed_ips = n * args.batch_size / fed_s
+    return {
+        "path": os.path.abspath(args.data), "workers": args.workers, "batches": n, "batch_shape": shape,
+        "loader_images_per_s": loader_ips, "fed_step_images_per_s": fed_ips,
+        "random_data_step_images_per_s": step_images_per_s,
+        # the loader is the bottleneck when it alone delivers fewer images/s than the step consumes
+        "loader_is_bottleneck": loader_ips < step_images_per_s,
+    }
+
+
+# ------------------------------------------------------------------------------------------ main
+
+def run_benchmark(args):
+    if args.steps < 1 or args.warmup < 1:
+        raise ValueError(f"--steps and --warmup must be >= 1 (the first warm-up step compiles), "
+                         f"got steps={args.steps}, warmup={args.warmup}")
+    ms.set_context(mode=ms.GRAPH_MODE if args.mode == "graph" else ms.PYNATIVE_MODE)
+    load_start = os.getloadavg()
+    t_build = time.perf_counter()
+    step, distiller, student, teacher, opt = build(args)
+    build_s = time.perf_counter() - t_build
+    batches = random_batches(args)
+
+    first_s = time_calls(step, batches, 1)[0][0]  # compiles (graph) or builds the op cache (PyNative)
+    compiles_after_first = graph_compiles(step)
+    rest, rest_cpu, loss = time_calls(step, batches, args.warmup - 1 + args.steps)
+    warm_s, timed, timed_cpu = rest[:args.warmup - 1], rest[args.warmup - 1:], rest_cpu[args.warmup - 1:]
+    compiles_after_all = graph_compiles(step)
+
+    median = statistics.median(timed)
+    after_first = warm_s + timed
+    outliers = outlier_steps(after_first, median)
+    recompiled = (compiles_after_all != compiles_after_first) if compiles_after_first is not None else bool(outliers)
+    result = {
+        "images_per_s": args.batch_size / median,
+        "step_s_median": median,
+        "step_s": timed,
+        "cpu_s_median": statistics.median(timed_cpu),
+        "cpu_s": timed_cpu,
+        "warmup_step_s": warm_s,
+        "first_step_s": first_s,
+        "compile_s": max(first_s - median, 0.0),
+        "build_s": build_s,
+        "peak_rss_mb": peak_rss_mb(),
+        "final_loss": loss,
+        "recompilation": {
+            "recompiled_after_first_step": recompiled,
+            "graphs_compiled_after_first_step": compiles_after_first,
+            "graphs_compiled_after_all_steps": compiles_after_all,
+            "outlier_steps_after_first": outliers,
+            "method": ("MindSpore's per-cell compile cache (graphs compiled) and per-step time outliers"
+                       if compiles_after_first is not None else "per-step time outliers (PyNative has no graph)"),
+        },
+        "params": {"student": count_params(student.get_parameters()),
+                   "branches": count_params(distiller.branches.get_parameters()),
+                   "teacher": count_params(teacher.get_parameters()) if teacher is not None else 0,
+                   "trained": count_params(step.weights)},
+        "config": {"teacher": args.teacher if teacher is not None else None, "student": args.student,
+                   "distiller": args.distiller, "image_size": args.image_size, "batch_size": args.batch_size,
+                   "num_classes": args.num_classes, "steps": args.steps, "warmup": args.warmup, "mode": args.mode,
+                   "optimizer": opt, "stages": list(args.stages) if args.distiller == "ofa" else None,
+                   "eps": args.eps if args.distiller == "ofa" else None, "clip_grad": args.clip_grad,
+                   "ema": args.ema, "seed": args.seed},
+        "machine": {"cpus": os.cpu_count(), "mindspore": ms.__version__,
+                    "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+                    "loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())},
+    }
+    if args.profile:
+        result["profile"] = profile_parts(args, step, distiller, student, batches)
+    if args.compare:
+        result["compare"] = compare_distillers(args, step, batches)
+    if args.data:
+        result["data"] = time_loader(args, step, result["images_per_s"])
+    if args.profile or args.compare or args.data:
+        # the extra phases call the step again (loader batches too): they must not compile a second graph
+        rec = result["recompilation"]
+        rec["graphs_compiled_at_exit"] = graph_compiles(step)
+        if rec["graphs_compiled_at_exit"] is not None:
+            rec["recompiled_after_first_step"] |= rec["graphs_compiled_at_exit"] != compiles_after_first
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def summary_lines(result):
+    cfg = result["config"]
+    rec = result["recompilation"]
+    lines = [f"{cfg['teacher']} -> {cfg['student']} {cfg['distiller']} {cfg['mode']} "
+             f"{cfg['image_size']}px batch {cfg['batch_size']} ({cfg['optimizer']}): "
+             f"step {result['step_s_median']:.3f} s median, first step {result['first_step_s']:.1f} s "
+             f"(compile ~{result['compile_s']:.1f} s), peak RSS {result['peak_rss_mb']:.0f} MB, "
+             f"load {result['machine']['loadavg_start'][0]:.1f}",
+             f"recompiled after first step: {rec['recompiled_after_first_step']} "
+             f"(graphs {rec['graphs_compiled_after_first_step']} -> {rec['graphs_compiled_after_all_steps']}, "
+             f"outlier steps {rec['outlier_steps_after_first']})"]
+    if "profile" in result:
+        parts = ", ".join(f"{k} {v['median_s']:.3f}" for k, v in result["profile"].items() if k != "derived")
+        derived = ", ".join(f"{k} {v:.3f}" for k, v in result["profile"]["derived"].items())
+        lines.append(f"profile (s): {parts}; derived: {derived}")
+    if "compare" in result:
+        main = result["config"]["distiller"]
+        lines.append("round-robin: " + ", ".join(
+            f"{k} {v['step_s_median']:.3f} s (cpu {v['cpu_s_median']:.2f} s, {main}/{k} "
+            f"{v[main + '_over_this_wall']:.2f}x wall, {v[main + '_over_this_cpu']:.2f}x cpu)"
+            for k, v in result["compare"].items()))
+    if "data" in result:
+        d = result["data"]
+        lines.append(f"data: loader alone {d['loader_images_per_s']:.1f} images/s, fed to the step "
+                     f"{d['fed_step_images_per_s']:.1f} images/s "
+                     f"(random data {d['random_data_step_images_per_s']:.1f}); "
+                     f"loader is the bottleneck: {d['loader_is_bottleneck']}")
+    return lines
+
+
+def main(argv=None):
+    args = build_arg_parser().parse_args(argv)
+    try:
+        result = run_benchmark(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for line in summary_lines(result):
+        print(line)
+    if args.json:
+        folder = os.path.dirname(os.path.abspath(args.json))
+        os.makedirs(folder, exist_ok=True)
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+    print(f"images_per_s={result['images_per_s']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
