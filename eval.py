@@ -7,10 +7,10 @@
 """
 import src  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore runs an op)
 
-import json
 import os
 import sys
 
+from src.cli import exit_quietly, write_json_atomic
 from src.config import build_arg_parser, config_from_args
 
 
@@ -50,15 +50,10 @@ def main(argv=None):
     print(f"{name}: top1 {metrics['top1']:.2f}  top5 {metrics['top5']:.2f}  loss {metrics['loss']:.4f}  "
           f"({metrics['num_samples']} images)")
     out = args.json or os.path.splitext(ckpt)[0] + "_eval.json"
-    with open(out + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=2)
-    os.replace(out + ".tmp", out)
+    write_json_atomic(metrics, out)
     print(f"metrics written to {out}")
     return 0
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)  # skip MindSpore's noisy destructors at shutdown
+    exit_quietly(main())

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 
+from src.cli import exit_quietly
 from src.config import build_arg_parser, config_from_args
 
 FORMATS = ("MINDIR", "AIR", "ONNX")
@@ -71,7 +72,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)  # skip MindSpore's noisy destructors at shutdown
+    exit_quietly(main())

@@ -7,12 +7,12 @@ student alone), resume.ckpt (student + branches + optimizer + EMA + epoch) and m
 """
 import src  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore runs an op)
 
-import json
 import logging
 import os
 import sys
 import time
 
+from src.cli import exit_quietly, write_json_atomic
 from src.config import build_arg_parser, config_from_args, save_config
 from src.logs import setup_logging
 
@@ -98,20 +98,15 @@ def main(argv=None):
         return 2
     if is_main:
         out = os.path.join(cfg.output_dir, "metrics.json")
-        with open(out + ".tmp", "w", encoding="utf-8") as f:
-            json.dump({"history": history, "best_top1": trainer.best["top1"]}, f, indent=2)
-        os.replace(out + ".tmp", out)
+        write_json_atomic({"history": history, "best_top1": trainer.best["top1"]}, out)
         log.info("done: best val top1 %.2f; checkpoints in %s", trainer.best["top1"], cfg.output_dir)
     return 0
 
 
 if __name__ == "__main__":
     code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
     from src.engine.builders import launched_distributed
 
     if launched_distributed():
         sys.exit(code)  # workers must leave through MindSpore's exit hooks so the cluster sees them finish
-    # MindSpore's cell destructors print spurious errors at interpreter shutdown; skip them.
-    os._exit(code)
+    exit_quietly(code)

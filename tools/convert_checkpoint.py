@@ -16,6 +16,8 @@ import src  # noqa: E402,F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore runs an
 import argparse  # noqa: E402
 from collections import Counter  # noqa: E402
 
+from src.cli import exit_quietly  # noqa: E402
+
 
 def build_parser():
     parser = argparse.ArgumentParser(description="Convert a PyTorch (timm) state dict into a MindSpore checkpoint "
@@ -64,7 +66,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)  # skip MindSpore's noisy destructors at shutdown
+    exit_quietly(main())

@@ -30,11 +30,11 @@ import math
 from mindspore import Parameter, nn
 from mindspore.common import initializer as init
 
-from .base import StageModel
 from .registry import register_model
 from mindcv.models.layers import DropPath
 
-from .vit import LN_EPS, Mlp, PatchEmbed, check_stage_blocks, default_stage_blocks, drop_path_rates, patch_grid
+from .vit import (LN_EPS, Mlp, PatchEmbed, TokenStackModel, check_stage_blocks, default_stage_blocks,
+                  drop_path_rates, patch_grid)
 
 
 def mixer_dense(in_features, out_features):
@@ -90,7 +90,7 @@ class ResBlock(nn.Cell):
         return x + self.drop_path(self.ls2 * self.mlp_channels(self.norm2(x)))
 
 
-class MlpMixer(StageModel):
+class MlpMixer(TokenStackModel):
     """Patch embedding -> token/channel-mixing blocks -> norm -> mean over tokens -> head.
 
     ``block`` is "mixer" (MLP-Mixer, LayerNorm) or "resmlp" (ResMLP, Affine). The token-mixing
@@ -145,21 +145,8 @@ class MlpMixer(StageModel):
     def _pool(self, x):
         return self.norm(x).mean(axis=1)
 
-    def construct(self, x):
-        x = self.stem(x)
-        for blk in self.blocks:
-            x = blk(x)
-        return self.head(self._pool(x))
-
-    def forward_with_stages(self, x):
-        x = self.stem(x)
-        stages = ()
-        for i, blk in enumerate(self.blocks):
-            x = blk(x)
-            if self._is_stage[i]:
-                stages = stages + (x,)
-        pooled = self._pool(x)
-        return self.head(pooled), stages, pooled
+    def _embed(self, x):
+        return self.stem(x)
 
     def stage_shapes(self, image_size=None):
         size = self.image_size if image_size is None else image_size

@@ -144,7 +144,31 @@ def drop_path_rates(drop_path_rate, depth):
     return [float(drop_path_rate) * i / (depth - 1) for i in range(depth)]
 
 
-class VisionTransformer(StageModel):
+class TokenStackModel(StageModel):
+    """Embed -> a stack of blocks -> pool -> head, with the outputs of ``stage_blocks`` as the stages.
+
+    Subclasses define ``_embed``, ``_pool``, ``blocks``, ``head`` and ``_is_stage`` (one Python bool per
+    block, so graph mode unrolls the loop with static choices). Shared by ViT/DeiT and Mixer/ResMLP.
+    """
+
+    def construct(self, x):
+        x = self._embed(x)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(self._pool(x))
+
+    def forward_with_stages(self, x):
+        x = self._embed(x)
+        stages = ()
+        for i, blk in enumerate(self.blocks):
+            x = blk(x)
+            if self._is_stage[i]:
+                stages = stages + (x,)
+        pooled = self._pool(x)
+        return self.head(pooled), stages, pooled
+
+
+class VisionTransformer(TokenStackModel):
     """ViT/DeiT classifier on the cls token; stage features are outputs of ``stage_blocks``."""
 
     family = "vit"
@@ -184,22 +208,6 @@ class VisionTransformer(StageModel):
 
     def _pool(self, x):
         return self.norm(x)[:, 0]
-
-    def construct(self, x):
-        x = self._embed(x)
-        for blk in self.blocks:
-            x = blk(x)
-        return self.head(self._pool(x))
-
-    def forward_with_stages(self, x):
-        x = self._embed(x)
-        stages = ()
-        for i, blk in enumerate(self.blocks):
-            x = blk(x)
-            if self._is_stage[i]:
-                stages = stages + (x,)
-        pooled = self._pool(x)
-        return self.head(pooled), stages, pooled
 
     def stage_shapes(self, image_size=None):
         size = self.image_size if image_size is None else image_size
