@@ -32,10 +32,12 @@ def setup_context(cfg, distributed=None):
     if cfg.mode not in ("graph", "pynative"):
         raise ValueError(f"mode must be 'graph' or 'pynative', got {cfg.mode!r}")
     ms.set_context(mode=ms.GRAPH_MODE if cfg.mode == "graph" else ms.PYNATIVE_MODE)
-    if hasattr(ms, "set_device"):
-        ms.set_device(cfg.device_target)
-    else:
-        ms.set_context(device_target=cfg.device_target)
+    # The device can be chosen only before the runtime starts; a second run in the same process keeps it.
+    if ms.get_context("device_target") != cfg.device_target:
+        if hasattr(ms, "set_device"):
+            ms.set_device(cfg.device_target)
+        else:
+            ms.set_context(device_target=cfg.device_target)
     rank, group_size = 0, 1
     if distributed is None:
         distributed = launched_distributed()
