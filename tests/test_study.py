@@ -1,0 +1,144 @@
+"""The Fashion-MNIST study tool (tools/study.py) on a tiny synthetic IDX dataset, end to end."""
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from src.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx, read_mnist
+from tools import study
+from tools.study_plot import draw_panels, nice_ticks
+
+
+def make_idx_dataset(root, train=400, test=200, seed=0):
+    """MNIST-format files whose class c has a bright 7x7 block at its own place: learnable in one epoch."""
+    rng = np.random.RandomState(seed)
+    os.makedirs(root, exist_ok=True)
+    for prefix, count in (("train", train), ("t10k", test)):
+        labels = (np.arange(count) % 10).astype(np.uint8)
+        rng.shuffle(labels)
+        images = rng.randint(0, 60, (count, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            r, q = divmod(int(c), 4)
+            images[i, r * 7 + 3: r * 7 + 10, q * 7: q * 7 + 7] = 230
+        study.write_idx(os.path.join(root, f"{prefix}-images-idx3-ubyte"), images)
+        study.write_idx(os.path.join(root, f"{prefix}-labels-idx1-ubyte"), labels)
+    return root
+
+
+def test_write_idx_round_trip_and_subset_is_fixed_and_balanced(tmp_path):
+    data = make_idx_dataset(str(tmp_path / "data"), train=203, test=20)
+    images, labels = read_mnist(data, "train")
+    assert images.shape == (203, 28, 28) and labels.shape == (203,)
+    folder, counts = study.make_subset_dir(data, str(tmp_path / "sub"), 50, seed=3)
+    assert counts == [5] * 10
+    sub_images, sub_labels = read_mnist(folder, "train")
+    assert len(sub_labels) == 50 and np.bincount(sub_labels, minlength=10).tolist() == [5] * 10
+    # every subset image is one of the originals with its own label
+    index = {images[i].tobytes(): labels[i] for i in range(len(labels))}
+    assert all(index[img.tobytes()] == lab for img, lab in zip(sub_images, sub_labels))
+    # the test split is the original one, untouched
+    test_images, _ = read_mnist(folder, "val")
+    assert np.array_equal(test_images, read_mnist(data, "val")[0])
+    # the same draw again gives the same files; another seed another subset
+    again, _ = study.make_subset_dir(data, str(tmp_path / "sub2"), 50, seed=3)
+    assert np.array_equal(read_mnist(again, "train")[0], sub_images)
+    other, _ = study.make_subset_dir(data, str(tmp_path / "sub3"), 50, seed=4)
+    assert not np.array_equal(read_mnist(other, "train")[0], sub_images)
+    assert read_idx(os.path.join(folder, "train-labels-idx1-ubyte"), LABELS_MAGIC).dtype == np.uint8
+    with pytest.raises(ValueError, match="magic"):
+        read_idx(os.path.join(folder, "train-labels-idx1-ubyte"), IMAGES_MAGIC)
+
+
+def test_nice_ticks_and_mean_std():
+    assert nice_ticks(71.3, 88.9) == [70, 75, 80, 85, 90]
+    ticks = nice_ticks(0.0, 1.0)
+    assert ticks[0] <= 0.0 and ticks[-1] >= 1.0 and len(ticks) <= 7
+    mean, std = study.mean_std([80.0, 82.0, 84.0])
+    assert mean == pytest.approx(82.0) and std == pytest.approx(2.0)  # sample std (n - 1)
+    assert study.mean_std([70.0]) == (70.0, 0.0)
+
+
+def test_plot_draws_every_series(tmp_path):
+    path = str(tmp_path / "p.png")
+    panels = [{"title": "a -> b", "series": {"scratch": {"mean": [50, 60, 70], "low": [48, 59, 69],
+                                                         "high": [52, 61, 71]},
+                                              "OFA": {"mean": [55, 66, 75]}}},
+              {"title": "c -> d", "series": {"scratch": {"mean": [40, 45, 47]}}}]
+    draw_panels(panels, path, title="t")
+    image = np.asarray(Image.open(path).convert("RGB"))
+    assert image.shape[1] == 2 * 420
+    colours = {tuple(c) for c in image.reshape(-1, 3)[::7]}
+    assert (90, 90, 90) in colours  # scratch line colour
+    with pytest.raises(ValueError):
+        draw_panels([], path)
+
+
+def test_method_overrides():
+    args = study.parse_args(["--out", "x", "--eps", "1.5", "--w-ofa", "0.5"])
+    assert study.method_overrides(args, "ofa") == {"distiller": "ofa", "eps": [1.5], "stages": [1, 2, 3, 4],
+                                                   "loss_weights": [1.0, 1.0, 0.5]}
+    assert study.method_overrides(args, "ofa_w0.1")["loss_weights"] == [1.0, 1.0, 0.1]
+    assert study.method_overrides(args, "ofa_stage4")["stages"] == [4]
+    assert study.method_overrides(args, "none")["distiller"] == "none"
+    with pytest.raises(SystemExit):
+        study.parse_args(["--out", "x", "--methods", "kd,fitnet"])
+
+
+@pytest.fixture(scope="module")
+def quick_study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    data = make_idx_dataset(str(root / "data"))
+    argv = ["--out", str(root / "out"), "--quick", "--data-dir", data, "--work-dir", str(root / "work"),
+            "--pairs", "cnn2vit,cnn2mlp", "--methods", "none,ofa", "--cnn-teacher", "resnet10",
+            # cheap-to-compile students that still cover both branch kinds (token and conv)
+            "--vit-student", "resmlp_p4_pico", "--mlp-student", "resnet10"]
+    assert study.main(argv) == 0
+    return root, argv
+
+
+def test_quick_study_writes_consistent_report(quick_study):
+    root, argv = quick_study
+    out = root / "out"
+    results = json.loads((out / "results.json").read_text())
+    md = (out / "results.md").read_text()
+    assert results["command"] == "python -m tools.study " + " ".join(argv)
+    assert results["command"] in md
+    assert [p["key"] for p in results["pairs"]] == ["cnn2vit", "cnn2mlp"]
+    assert results["missing"] == []
+    teacher = results["teachers"]["cnn"]
+    assert teacher["model"] == "resnet10" and 0.0 <= teacher["top1"] <= 100.0
+    assert os.path.isfile(os.path.join(root / "work", "teachers", "resnet10", "last.ckpt"))
+    for pair in results["pairs"]:
+        assert set(pair["methods"]) == {"none", "ofa"}
+        for method, s in pair["methods"].items():
+            assert s["n"] == 1 and s["seeds"] == [1] and len(s["curve_mean"]) == 1
+            assert 0.0 <= s["top1_mean"] <= 100.0 and s["top1_std"] == 0.0
+            assert s["curve_mean"][-1] == pytest.approx(s["top1_mean"])
+            assert (s["branch_params"] > 0) == (method == "ofa")
+        # the table row shows the JSON numbers
+        row = next(line for line in md.splitlines() if line.startswith(f"| {pair['teacher']} (") and
+                   f"-> {pair['student']} |" in line)
+        for s in pair["methods"].values():
+            assert f"{s['top1_mean']:.2f} ± 0.00" in row
+        assert f"{pair['methods']['ofa']['top1_mean'] - pair['methods']['none']['top1_mean']:+.2f}" in row
+    assert "resnet10 (" in md and "-> resmlp_p4_pico |" in md and "-> resnet10 |" in md
+    settings = results["settings"]
+    assert settings["subset"] == 256 and sum(settings["class_counts"]) == 256
+    image = Image.open(out / "curves.png")
+    assert image.format == "PNG" and image.size[0] == 2 * 420 and image.size[1] > 200
+
+
+def test_report_only_reuses_the_cached_runs(quick_study):
+    root, argv = quick_study
+    before = json.loads((root / "out" / "results.json").read_text())
+    out2 = root / "out2"
+    argv2 = [a if a != str(root / "out") else str(out2) for a in argv] + ["--report-only"]
+    assert study.main(argv2) == 0
+    after = json.loads((out2 / "results.json").read_text())
+    for a, b in zip(before["pairs"], after["pairs"]):
+        for m in a["methods"]:
+            assert a["methods"][m]["top1_runs"] == b["methods"][m]["top1_runs"]
+    assert re.search(r"--report-only", (out2 / "results.md").read_text())

@@ -1,0 +1,568 @@
+"""Fashion-MNIST study: does OFA-KD beat KD and training alone on heterogeneous teacher -> student pairs?
+
+    python -m tools.study --out results/fashion_mnist                      # the full study
+    python -m tools.study --out /tmp/s --quick --data-dir DIR --pairs cnn2vit,cnn2mlp --methods none,ofa
+    python -m tools.study --out results/fashion_mnist --report-only        # re-draw from the cached runs
+
+1. Two teachers (a CNN and a ViT) train alone on the full training split (60k images). Each run is
+   cached under ``--work-dir``: a teacher whose checkpoint and record exist for the same config is reused.
+2. A fixed, class-balanced subset of the training split (``--subset`` images, ``--subset-seed``) is
+   written once as IDX files next to a link to the full test split; every student trains on it.
+3. For every pair and seed the student trains alone (``none``), with KD and with OFA-KD for the same
+   budget, evaluated on the full test split after every epoch. Runs are cached the same way, so an
+   interrupted study continues where it stopped.
+4. ``--out`` gets results.json, results.md (mean +- std of the final-epoch top-1, the teachers, the
+   command) and curves.png (test top-1 against epoch, one panel per pair).
+
+Every run is one ``train.py`` child process (GRAPH_MODE), one after another; its command, log and
+checkpoints stay in its folder under ``--work-dir``.
+"""
+import src  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore runs an op)
+
+import argparse
+import json
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEACHER_RECIPE = os.path.join(ROOT, "configs", "fashion_mnist", "study_teacher.yaml")
+STUDENT_RECIPE = os.path.join(ROOT, "configs", "fashion_mnist", "study_student.yaml")
+RECORD = "study_run.json"
+# train.py's end-of-epoch log line, echoed to the study's own log
+EPOCH_LINE = re.compile(r"epoch \d+ done in .*")
+# config keys that change nothing about what a run learns: a cached run with other values is still valid
+IGNORED_KEYS = ("log_interval", "output_dir", "num_workers", "data_dir")
+
+# pair key -> (teacher role, student role); roles are resolved to model names by the command line
+PAIRS = {
+    "cnn2vit": ("cnn", "vit"),
+    "cnn2mlp": ("cnn", "mlp"),
+    "vit2cnn": ("vit", "cnn"),
+}
+METHODS = ("none", "kd", "ofa")
+METHOD_TITLES = {"none": "scratch", "kd": "KD", "ofa": "OFA"}
+# OFA variants for the ablation: overrides applied on top of the main OFA settings
+ABLATIONS = {
+    "ofa_eps1.5": {"eps": [1.5]},
+    "ofa_w0.1": {"w_ofa": 0.1},
+    "ofa_eps1.5_w0.1": {"eps": [1.5], "w_ofa": 0.1},
+    "ofa_stage4": {"stages": [4]},
+    "ofa_stages34": {"stages": [3, 4]},
+    "ofa_no_branch": {"w_ofa": 0.0},
+}
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="python -m tools.study", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="folder for results.json, results.md and curves.png")
+    p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist",
+                   help="Fashion-MNIST IDX files (Debian package dataset-fashion-mnist)")
+    p.add_argument("--work-dir", default="outputs/fashion_mnist_study",
+                   help="checkpoints, per-run records and the subset data (git-ignored)")
+    p.add_argument("--seeds", type=int, default=3, help="student seeds per pair and method")
+    p.add_argument("--epochs", type=int, default=None, help="student epochs (default: the student recipe's)")
+    p.add_argument("--teacher-epochs", type=int, default=None, help="teacher epochs (default: the teacher recipe's)")
+    p.add_argument("--subset", type=int, default=10000, help="class-balanced student training subset size")
+    p.add_argument("--subset-seed", type=int, default=0, help="seed of the subset draw (fixed for every run)")
+    p.add_argument("--teacher-subset", type=int, default=0, help="teacher training images (0 = the full split)")
+    p.add_argument("--val-subset", type=int, default=0, help="test images to evaluate on (0 = the full 10k split)")
+    p.add_argument("--image-size", type=int, default=None, help="input size (default: the recipes')")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: the recipes')")
+    p.add_argument("--pairs", default=",".join(PAIRS), help=f"comma list from {','.join(PAIRS)}")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"comma list from {','.join(METHODS)}")
+    p.add_argument("--cnn-teacher", default="resnet10")
+    p.add_argument("--vit-teacher", default="vit_p4_pico")
+    p.add_argument("--cnn-student", default="resnet10")
+    p.add_argument("--vit-student", default="vit_p4_pico")
+    p.add_argument("--mlp-student", default="resmlp_p4_pico")
+    p.add_argument("--eps", type=float, nargs="+", default=[1.0], help="OFA eps (one value or one per stage + 1)")
+    p.add_argument("--w-ofa", type=float, default=1.0, help="weight of the OFA branch terms")
+    p.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3, 4], help="student stages with OFA branches")
+    p.add_argument("--ablation", default="", help=f"comma list of OFA variants from {','.join(ABLATIONS)}")
+    p.add_argument("--ablation-pair", default="cnn2vit", help="the pair the ablation runs on")
+    p.add_argument("--ablation-seeds", type=int, default=None, help="seeds per ablation variant (default --seeds)")
+    p.add_argument("--time-limit", type=float, default=0.0,
+                   help="minutes after which no new run starts; the report says what is missing (0 = none)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: 1 seed, 1 epoch, batch 32, small subsets (for tests and dry runs)")
+    p.add_argument("--report-only", action="store_true", help="train nothing: rebuild the report from cached runs")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seeds = 1
+        args.epochs = args.epochs or 1
+        args.teacher_epochs = args.teacher_epochs or 1
+        args.batch_size = args.batch_size or 32
+        args.subset = min(args.subset, 256)
+        args.teacher_subset = args.teacher_subset or 512
+        args.val_subset = args.val_subset or 256
+    args.pairs = _names(args.pairs, PAIRS, "--pairs")
+    args.methods = _names(args.methods, METHODS, "--methods")
+    args.ablation = _names(args.ablation, ABLATIONS, "--ablation") if args.ablation else []
+    if args.ablation_pair not in PAIRS:
+        p.error(f"--ablation-pair must be one of {'|'.join(PAIRS)}, got {args.ablation_pair!r}")
+    for name in ("seeds", "subset"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    return args
+
+
+def _names(text, allowed, flag):
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in allowed]
+    if bad or not names:
+        raise SystemExit(f"error: {flag} takes a comma list from {','.join(allowed)}, got {text!r}")
+    return names
+
+
+def log(message):
+    print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+
+
+# ----------------------------------------------------------------------------- data
+
+def write_idx(path, array):
+    """Write a uint8 array as an (uncompressed) IDX file: magic 0x0000 08 ndim, then the dims, then the bytes."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(header)
+        f.write(array.tobytes())
+    os.replace(tmp, path)
+
+
+def make_subset_dir(data_dir, folder, count, seed):
+    """A Fashion-MNIST folder whose train split is a fixed class-balanced subset; the test split is linked.
+
+    Returns ``(folder, class counts of the subset)``. Rewritten only when the subset differs.
+    """
+    from src.data.idx import SPLIT_FILES, find_idx_file, read_mnist
+    from src.data.source import balanced_subset
+
+    images, labels = read_mnist(data_dir, "train")
+    picked = balanced_subset(labels, count, seed)
+    os.makedirs(folder, exist_ok=True)
+    image_name, label_name = SPLIT_FILES["train"]
+    meta_path = os.path.join(folder, "subset.json")
+    meta = {"source": os.path.abspath(data_dir), "count": int(len(picked)), "seed": int(seed),
+            "indices_sum": int(picked.sum())}
+    current = _read_json(meta_path)
+    if current != meta or not all(os.path.isfile(os.path.join(folder, n)) for n in (image_name, label_name)):
+        write_idx(os.path.join(folder, image_name), images[picked])
+        write_idx(os.path.join(folder, label_name), labels[picked])
+        _write_json(meta_path, meta)
+    for stem in SPLIT_FILES["val"]:
+        source = find_idx_file(data_dir, stem)
+        link = os.path.join(folder, os.path.basename(source))
+        if not os.path.exists(link):
+            os.symlink(os.path.abspath(source), link)
+    return folder, np.bincount(labels[picked], minlength=10).tolist()
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path, data):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- runs
+
+def _comparable(config):
+    return {k: v for k, v in config.items() if k not in IGNORED_KEYS}
+
+
+def cached_record(out_dir, cfg, checkpoint="last.ckpt"):
+    """The record of a finished run with the same config (and its checkpoint), else None."""
+    record = _read_json(os.path.join(out_dir, RECORD))
+    if not record or not os.path.isfile(os.path.join(out_dir, checkpoint)):
+        return None
+    if _comparable(record.get("config", {})) != _comparable(json.loads(json.dumps(cfg.to_dict()))):
+        return None
+    return record
+
+
+def _override_args(overrides):
+    """``{key: value}`` -> train.py's ``key=value`` arguments (values written as YAML)."""
+    out = []
+    for key, value in overrides.items():
+        if value is None:
+            text = "null"
+        elif isinstance(value, (list, tuple)):
+            text = "[" + ",".join(str(v) for v in value) + "]"
+        else:
+            text = str(value)
+        out.append(f"{key}={text}")
+    return out
+
+
+def count_params(cfg):
+    """(student, branch) parameter counts of a run, from freshly built cells (no compile, no checkpoint)."""
+    from src.engine.builders import build_run_distiller, build_student, build_teacher
+
+    student = build_student(cfg)
+    teacher = build_teacher(cfg, load=False) if cfg.distiller != "none" else None
+    distiller = build_run_distiller(cfg, student, teacher)
+    return (int(sum(p.size for p in student.get_parameters())),
+            int(sum(p.size for p in distiller.branches.get_parameters())))
+
+
+def train_run(recipe, overrides, label, report_only=False):
+    """Train one config to the end with train.py in a child process (or reuse its cached record).
+
+    A child per run keeps every run's memory and MindSpore state apart, and leaves the usual
+    train.log / config.yaml / metrics.json in its output_dir. Returns the record dict, or None when
+    ``report_only`` and nothing is cached.
+    """
+    from src.config import load_config
+
+    cfg = load_config(recipe, overrides)
+    cached = cached_record(cfg.output_dir, cfg)
+    if cached is not None:
+        log(f"{label}: cached (final top-1 {cached['final_top1']:.2f})")
+        return cached
+    if report_only:
+        return None
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--config", recipe] + _override_args(overrides)
+    t0 = time.time()
+    lines = []
+    with subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          bufsize=1) as proc:
+        for line in proc.stdout:
+            lines.append(line)
+            match = EPOCH_LINE.search(line)
+            if match:
+                log(f"{label}: {match.group(0)}")
+    with open(os.path.join(cfg.output_dir, "study_child.log"), "w", encoding="utf-8") as f:
+        f.write(shlex.join(cmd) + "\n" + "".join(lines))
+    if proc.returncode != 0:
+        tail = "".join(line for line in lines if not line.startswith("[WARNING"))[-2000:]
+        raise RuntimeError(f"{label}: train.py exited with {proc.returncode}:\n{tail}")
+    metrics = _read_json(os.path.join(cfg.output_dir, "metrics.json"))
+    history = metrics["history"]
+    curve = [h.get("val_top1") for h in history]
+    student_params, branch_params = count_params(cfg)
+    record = {
+        "config": json.loads(json.dumps(cfg.to_dict())),
+        "command": shlex.join(["python", "train.py", "--config", os.path.relpath(recipe, ROOT)]
+                              + _override_args(overrides)),
+        "history": history,
+        "curve": curve,
+        "final_top1": history[-1]["val_top1"],
+        "best_top1": max(v for v in curve if v is not None),
+        "student_params": student_params,
+        "branch_params": branch_params,
+        "time_s": time.time() - t0,
+    }
+    _write_json(os.path.join(cfg.output_dir, RECORD), record)
+    log(f"{label}: done in {record['time_s']:.0f}s, final test top-1 {record['final_top1']:.2f}")
+    return record
+
+
+def common_overrides(args, data_dir):
+    out = {"data_dir": data_dir}
+    if args.image_size:
+        out["image_size"] = args.image_size
+    if args.batch_size:
+        out["batch_size"] = args.batch_size
+    if args.val_subset:
+        out["val_subset"] = args.val_subset
+    return out
+
+
+def teacher_overrides(args, model):
+    out = common_overrides(args, args.data_dir)
+    out.update(student=model, distiller="none", seed=0, train_subset=args.teacher_subset,
+               output_dir=os.path.join(args.work_dir, "teachers", model))
+    if args.teacher_epochs:
+        out.update(epochs=args.teacher_epochs)
+    return out
+
+
+def method_overrides(args, method):
+    """Config keys of a method name (``none``, ``kd``, ``ofa`` or an ablation variant of OFA)."""
+    if method == "none":
+        return {"distiller": "none", "teacher": None, "teacher_ckpt": None}
+    if method == "kd":
+        return {"distiller": "kd", "loss_weights": [1.0, 1.0, 0.0]}
+    change = ABLATIONS.get(method, {}) if method != "ofa" else {}
+    eps = change.get("eps", args.eps)
+    w_ofa = change.get("w_ofa", args.w_ofa)
+    return {"distiller": "ofa", "eps": list(eps), "stages": list(change.get("stages", args.stages)),
+            "loss_weights": [1.0, 1.0, float(w_ofa)]}
+
+
+def student_overrides(args, subset_dir, pair, method, seed, models, teacher_ckpts):
+    teacher_role, student_role = PAIRS[pair]
+    out = common_overrides(args, subset_dir)
+    out.update(student=models["student"][student_role], teacher=models["teacher"][teacher_role],
+               teacher_ckpt=teacher_ckpts[teacher_role], seed=seed, train_subset=0,
+               output_dir=os.path.join(args.work_dir, "runs", pair, method, f"seed{seed}"))
+    if args.epochs:
+        out.update(epochs=args.epochs)
+    out.update(method_overrides(args, method))
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+
+def mean_std(values):
+    values = [float(v) for v in values]
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def summarize(runs):
+    """Mean +- std (sample std over seeds) of the final-epoch top-1, and the per-epoch curves."""
+    finals = [r["final_top1"] for r in runs]
+    mean, std = mean_std(finals)
+    curves = [r["curve"] for r in runs]
+    epochs = min((len(c) for c in curves), default=0)
+    per_epoch = [[c[i] for c in curves] for i in range(epochs)]
+    return {
+        "n": len(runs),
+        "top1_mean": mean, "top1_std": std,
+        "top1_runs": finals,
+        "best_top1_runs": [r["best_top1"] for r in runs],
+        "seeds": [r["config"]["seed"] for r in runs],
+        "curve_mean": [sum(v) / len(v) for v in per_epoch],
+        "curve_min": [min(v) for v in per_epoch],
+        "curve_max": [max(v) for v in per_epoch],
+        "student_params": runs[0]["student_params"] if runs else None,
+        "branch_params": runs[0]["branch_params"] if runs else None,
+        "time_s_runs": [r["time_s"] for r in runs],
+    }
+
+
+def fmt(mean, std, n):
+    if mean is None:
+        return "-"
+    return f"{mean:.2f} ± {std:.2f}" + ("" if n > 1 else " (1 seed)")
+
+
+def write_report(args, command, results, out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    _write_json(os.path.join(out_dir, "results.json"), results)
+    with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
+        f.write(render_markdown(results))
+    panels = []
+    for pair in results["pairs"]:
+        series = {}
+        for method in results["methods"]:
+            s = pair["methods"].get(method)
+            if s and s["n"]:
+                series[METHOD_TITLES.get(method, method)] = {
+                    "mean": s["curve_mean"], "low": s["curve_min"], "high": s["curve_max"]}
+        if series:
+            panels.append({"title": f"{pair['teacher']} -> {pair['student']}", "series": series})
+    if panels:
+        from tools.study_plot import draw_panels
+
+        seeds = max(s["n"] for p in results["pairs"] for s in p["methods"].values())
+        draw_panels(panels, os.path.join(out_dir, "curves.png"),
+                    title=f"Fashion-MNIST, {results['settings']['subset']} training images: test top-1 "
+                          f"(mean of {seeds} seed(s), band = min..max)")
+
+
+def render_markdown(results):
+    s = results["settings"]
+    lines = ["# Fashion-MNIST study: scratch vs KD vs OFA-KD", ""]
+    lines += [f"Made by `{results['command']}` in {results['elapsed_min']:.1f} min "
+              f"(finished {results['finished']}).", ""]
+    lines += [f"Students train on a fixed class-balanced subset of {s['subset']} training images "
+              f"(subset seed {s['subset_seed']}) for {s['student_epochs']} epochs, "
+              f"{s['image_size']} px, batch {s['batch_size']}; teachers on "
+              f"{'the full 60k training split' if not s['teacher_subset'] else str(s['teacher_subset']) + ' images'} "
+              f"for {s['teacher_epochs']} epochs. Top-1 is measured on "
+              f"{'the full 10k test split' if not s['val_subset'] else str(s['val_subset']) + ' test images'} "
+              f"after the last epoch; mean ± sample std over seeds. "
+              f"OFA: eps {s['eps']}, stages {s['stages']}, loss weights [gt, kd, ofa] = [1, 1, {s['w_ofa']}]. "
+              f"KD: T = 1, weights [1, 1].", ""]
+    methods = [m for m in results["methods"]]
+    header = "| teacher (top-1) -> student | " + " | ".join(METHOD_TITLES[m] for m in methods)
+    if "kd" in methods and "ofa" in methods:
+        header += " | OFA - KD"
+    if "none" in methods and "ofa" in methods:
+        header += " | OFA - scratch"
+    lines += [header + " |", "|" + " --- |" * (header.count("|"))]
+    for pair in results["pairs"]:
+        t = results["teachers"].get(pair["teacher_role"], {})
+        t_acc = f"{t['top1']:.2f}" if t.get("top1") is not None else "-"
+        row = [f"{pair['teacher']} ({t_acc}) -> {pair['student']}"]
+        for m in methods:
+            st = pair["methods"].get(m) or {"top1_mean": None, "top1_std": None, "n": 0}
+            row.append(fmt(st["top1_mean"], st["top1_std"], st["n"]))
+        for a, b in (("ofa", "kd"), ("ofa", "none")):
+            if a in methods and b in methods:
+                ma, mb = pair["methods"].get(a), pair["methods"].get(b)
+                ok = ma and mb and ma["n"] and mb["n"]
+                row.append(f"{ma['top1_mean'] - mb['top1_mean']:+.2f}" if ok else "-")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    lines += ["## Teachers", "", "| role | model | params | epochs | test top-1 | train time |", "| --- | --- | --- | --- | --- | --- |"]
+    for role, t in results["teachers"].items():
+        acc = f"{t['top1']:.2f}" if t.get("top1") is not None else "-"
+        lines.append(f"| {role} | {t['model']} | {t.get('params', '-'):,} | {t.get('epochs', '-')} | {acc} | "
+                     f"{t.get('time_s', 0) / 60:.1f} min |")
+    lines.append("")
+    if results.get("ablation"):
+        ab = results["ablation"]
+        lines += [f"## OFA ablation on {ab['teacher']} -> {ab['student']}", "",
+                  "| variant | overrides | top-1 | n |", "| --- | --- | --- | --- |"]
+        for name, st in ab["variants"].items():
+            lines.append(f"| {name} | {ab['overrides'].get(name, '')} | {fmt(st['top1_mean'], st['top1_std'], st['n'])} "
+                         f"| {st['n']} |")
+        lines.append("")
+    lines += ["## Per seed (final / best-epoch test top-1)", "", "| pair | method | seed | final | best | params (student + branches) | time |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for pair in results["pairs"]:
+        for m, st in pair["methods"].items():
+            for seed, final, best, secs in zip(st["seeds"], st["top1_runs"], st["best_top1_runs"], st["time_s_runs"]):
+                lines.append(f"| {pair['key']} | {m} | {seed} | {final:.2f} | {best:.2f} | "
+                             f"{st['student_params']:,} + {st['branch_params']:,} | {secs / 60:.1f} min |")
+    lines.append("")
+    if results.get("missing"):
+        lines += ["## Not run (time limit)", ""] + [f"- {m}" for m in results["missing"]] + [""]
+    lines += ["![test top-1 against epoch](curves.png)", ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- main
+
+def run_study(args, command):
+    t_start = time.time()
+    args.work_dir = os.path.abspath(args.work_dir)
+    models = {"teacher": {"cnn": args.cnn_teacher, "vit": args.vit_teacher},
+              "student": {"cnn": args.cnn_student, "vit": args.vit_student, "mlp": args.mlp_student}}
+    roles = sorted({PAIRS[p][0] for p in args.pairs + ([args.ablation_pair] if args.ablation else [])})
+    need_teachers = any(m != "none" for m in args.methods) or bool(args.ablation)
+    missing = []
+
+    def out_of_time():
+        return args.time_limit > 0 and (time.time() - t_start) / 60 > args.time_limit
+
+    teachers, teacher_ckpts = {}, {}
+    for role in roles:
+        model = models["teacher"][role]
+        overrides = teacher_overrides(args, model)
+        if not need_teachers:
+            continue
+        record = train_run(TEACHER_RECIPE, overrides, f"teacher {model}", report_only=args.report_only)
+        if record is None:
+            raise SystemExit(f"error: no cached teacher {model} under {overrides['output_dir']}; run without --report-only")
+        teacher_ckpts[role] = os.path.join(overrides["output_dir"], "last.ckpt")
+        teachers[role] = {"model": model, "top1": record["final_top1"], "params": record["student_params"],
+                          "epochs": record["config"]["epochs"], "time_s": record["time_s"],
+                          "train_images": "full" if not args.teacher_subset else args.teacher_subset,
+                          "checkpoint": os.path.relpath(teacher_ckpts[role], ROOT)}
+
+    subset_dir, class_counts = make_subset_dir(args.data_dir, os.path.join(args.work_dir, f"data_subset{args.subset}"),
+                                               args.subset, args.subset_seed)
+    seeds = list(range(1, args.seeds + 1))
+    ab_seeds = list(range(1, (args.ablation_seeds or args.seeds) + 1))
+    plan = [(seed, pair, method) for seed in seeds for pair in args.pairs for method in args.methods]
+    plan += [(seed, args.ablation_pair, variant) for seed in ab_seeds for variant in args.ablation]
+    records = {}
+    for seed, pair, method in plan:  # seed-major: a cut-off study still has whole seeds for every cell
+        label = f"{pair} {method} seed {seed}"
+        overrides = student_overrides(args, subset_dir, pair, method, seed, models, teacher_ckpts)
+        if out_of_time() and not args.report_only:
+            record = train_run(STUDENT_RECIPE, overrides, label, report_only=True)
+            if record is None:
+                missing.append(label)
+                continue
+        else:
+            record = train_run(STUDENT_RECIPE, overrides, label, report_only=args.report_only)
+        if record is None:
+            missing.append(label)
+            continue
+        records.setdefault((pair, method), []).append(record)
+        results = collect(args, command, models, teachers, records, missing, class_counts, t_start)
+        write_report(args, command, results, args.out)
+    results = collect(args, command, models, teachers, records, missing, class_counts, t_start)
+    write_report(args, command, results, args.out)
+    return results
+
+
+def collect(args, command, models, teachers, records, missing, class_counts, t_start):
+    any_run = next(iter(records.values()))[0] if records else None
+    cfg = any_run["config"] if any_run else {}
+    teacher_epochs = next(iter(teachers.values()))["epochs"] if teachers else args.teacher_epochs
+    pairs = []
+    for pair in args.pairs:
+        t_role, s_role = PAIRS[pair]
+        pairs.append({"key": pair, "teacher_role": t_role, "teacher": models["teacher"][t_role],
+                      "student": models["student"][s_role],
+                      "methods": {m: summarize(records.get((pair, m), [])) for m in args.methods}})
+    results = {
+        "command": command,
+        "finished": time.strftime("%Y-%m-%d %H:%M"),
+        "elapsed_min": (time.time() - t_start) / 60,
+        "settings": {"subset": args.subset, "subset_seed": args.subset_seed, "class_counts": class_counts,
+                     "teacher_subset": args.teacher_subset, "val_subset": args.val_subset,
+                     "student_epochs": cfg.get("epochs", args.epochs), "teacher_epochs": teacher_epochs,
+                     "image_size": cfg.get("image_size", args.image_size),
+                     "batch_size": cfg.get("batch_size", args.batch_size), "seeds": args.seeds,
+                     "eps": args.eps, "w_ofa": args.w_ofa, "stages": args.stages, "optimizer": cfg.get("opt"),
+                     "lr": cfg.get("lr"), "mode": cfg.get("mode")},
+        "teachers": teachers,
+        "methods": list(args.methods),
+        "pairs": pairs,
+        "missing": missing,
+    }
+    if args.ablation:
+        t_role, s_role = PAIRS[args.ablation_pair]
+        variants = {"kd": None, "ofa": None} | {v: None for v in args.ablation}
+        results["ablation"] = {
+            "pair": args.ablation_pair, "teacher": models["teacher"][t_role], "student": models["student"][s_role],
+            "overrides": {"kd": "distiller kd", "ofa": f"eps {args.eps}, w_ofa {args.w_ofa}, stages {args.stages}"}
+            | {v: ", ".join(f"{k} {val}" for k, val in ABLATIONS[v].items()) for v in args.ablation},
+            "variants": {v: summarize(records.get((args.ablation_pair, v), [])) for v in variants
+                         if records.get((args.ablation_pair, v))},
+        }
+    return results
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    command = "python -m tools.study " + shlex.join(argv)
+    try:
+        results = run_study(args, command)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    log(f"wrote {os.path.join(args.out, 'results.md')} ({results['elapsed_min']:.1f} min)")
+    if results["missing"]:
+        log(f"{len(results['missing'])} run(s) not done (time limit): {', '.join(results['missing'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # MindSpore's cell destructors print spurious errors at interpreter shutdown; skip them
