@@ -2,7 +2,7 @@
 
 Every key lives in ``KEYS`` with its type and default. A YAML file may name ``base: other.yaml``
 (a path relative to the file, or a list of them); the base is loaded first and the child's keys win.
-Command-line overrides come last. The entry points own ``sys.argv``; they call::
+Command-line overrides come last. The entry points own the command line and pass its words in; they call::
 
     parser = build_arg_parser("Train OFA-KD")        # adds --config; add your own options to it
     args, cfg = config_from_args(argv, parser)        # the rest of argv are key overrides
