@@ -141,4 +141,6 @@ def test_report_only_reuses_the_cached_runs(quick_study):
     for a, b in zip(before["pairs"], after["pairs"]):
         for m in a["methods"]:
             assert a["methods"][m]["top1_runs"] == b["methods"][m]["top1_runs"]
-    assert re.search(r"--report-only", (out2 / "results.md").read_text())
+    assert after["report_only"] and after["command"] == before["command"].replace(str(root / "out"), str(out2))
+    assert re.search(r"rebuilt from the cached runs \(--report-only\)", (out2 / "results.md").read_text())
+    assert after["train_time_min"] == pytest.approx(before["train_time_min"])
