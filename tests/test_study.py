@@ -144,3 +144,33 @@ def test_report_only_reuses_the_cached_runs(quick_study):
     assert after["report_only"] and after["command"] == before["command"].replace(str(root / "out"), str(out2))
     assert re.search(r"rebuilt from the cached runs \(--report-only\)", (out2 / "results.md").read_text())
     assert after["train_time_min"] == pytest.approx(before["train_time_min"])
+
+
+def fake_record(seed, final, curve=None):
+    curve = curve or [final - 5.0, final]
+    return {"config": {"seed": seed, "epochs": len(curve), "image_size": 16, "batch_size": 64, "opt": "adamw",
+                       "lr": 2e-3, "mode": "graph"},
+            "curve": curve, "final_top1": final, "best_top1": max(curve), "student_params": 1000,
+            "branch_params": 500, "time_s": 60.0}
+
+
+def test_report_lists_ablation_variants_and_the_differences(tmp_path):
+    args = study.parse_args(["--out", str(tmp_path), "--pairs", "cnn2vit", "--seeds", "2",
+                             "--ablation", "ofa_w0.1", "--ablation-pair", "cnn2vit"])
+    models = {"teacher": {"cnn": "resnet10", "vit": "vit_p4_pico"},
+              "student": {"cnn": "resnet10", "vit": "vit_p4_pico", "mlp": "resmlp_p4_pico"}}
+    teachers = {"cnn": {"model": "resnet10", "top1": 86.0, "params": 5, "epochs": 2, "time_s": 120.0}}
+    records = {("cnn2vit", "none"): [fake_record(1, 70.0), fake_record(2, 72.0)],
+               ("cnn2vit", "kd"): [fake_record(1, 72.0), fake_record(2, 73.0)],
+               ("cnn2vit", "ofa"): [fake_record(1, 74.0), fake_record(2, 75.0)],
+               ("cnn2vit", "ofa_w0.1"): [fake_record(1, 71.0), fake_record(2, 71.5)]}
+    results = study.collect(args, "python -m tools.study x", models, teachers, records, [], [1] * 10, 0.0)
+    assert results["train_time_min"] == pytest.approx((120.0 + 8 * 60.0) / 60)
+    md = study.render_markdown(results)
+    row = next(line for line in md.splitlines() if line.startswith("| resnet10 (86.00) -> vit_p4_pico"))
+    assert "71.00 ± 1.41" in row and "72.50 ± 0.71" in row and "74.50 ± 0.71" in row
+    assert "| +2.00 | +3.50 |" in row  # OFA - KD, OFA - scratch
+    assert "| ofa_w0.1 | w_ofa 0.1 | 71.25 ± 0.35 | 2 |" in md
+    assert "| cnn2vit | ofa_w0.1 | 2 | 71.50 | 71.50 |" in md
+    study.write_report(args, "cmd", results, str(tmp_path))
+    assert Image.open(tmp_path / "curves.png").size[0] == 420

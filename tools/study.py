@@ -441,11 +441,14 @@ def render_markdown(results):
         lines.append("")
     lines += ["## Per seed (final / best-epoch test top-1)", "", "| pair | method | seed | final | best | params (student + branches) | time |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
-    for pair in results["pairs"]:
-        for m, st in pair["methods"].items():
-            for seed, final, best, secs in zip(st["seeds"], st["top1_runs"], st["best_top1_runs"], st["time_s_runs"]):
-                lines.append(f"| {pair['key']} | {m} | {seed} | {final:.2f} | {best:.2f} | "
-                             f"{st['student_params']:,} + {st['branch_params']:,} | {secs / 60:.1f} min |")
+    cells = [(pair["key"], m, st) for pair in results["pairs"] for m, st in pair["methods"].items()]
+    if results.get("ablation"):
+        ab = results["ablation"]
+        cells += [(ab["pair"], v, st) for v, st in ab["variants"].items() if v not in results["methods"]]
+    for key, m, st in cells:
+        for seed, final, best, secs in zip(st["seeds"], st["top1_runs"], st["best_top1_runs"], st["time_s_runs"]):
+            lines.append(f"| {key} | {m} | {seed} | {final:.2f} | {best:.2f} | "
+                         f"{st['student_params']:,} + {st['branch_params']:,} | {secs / 60:.1f} min |")
     lines.append("")
     if results.get("missing"):
         lines += ["## Not run (time limit)", ""] + [f"- {m}" for m in results["missing"]] + [""]
