@@ -47,13 +47,13 @@ class Progress:
             log.info("resumed from %s at epoch %d", info["path"], info["epoch"])
 
     def _step(self, info):
-        gt, kd, ofa = info["terms"]
+        terms = " ".join(f"{name} {value:.4f}" for name, value in info["terms"].items())
         done = info["global_step"]
         elapsed = time.time() - self.t_start
         eta = elapsed / max(done, 1) * (info["total_steps"] - done)
         speed = info["images"] / max(info["epoch_time"], 1e-9)
         text = (f"epoch {info['epoch']}/{info['epochs']} step {info['step']}/{info['steps']} "
-                f"loss {info['loss']:.4f} (gt {gt:.4f} kd {kd:.4f} ofa {ofa:.4f}) lr {info['lr']:.3g} "
+                f"loss {info['loss']:.4f} ({terms}) lr {info['lr']:.3g} "
                 f"{speed:.1f} img/s eta {eta / 60:.1f} min")
         if info["overflow"]:
             text += f" [overflow: step skipped, scale {info['scale']:g}]"

@@ -1,8 +1,8 @@
 """Distillers: a student, a frozen teacher and the loss terms of one method, fused in one Cell.
 
 ``construct(images, labels)`` returns ``(total_loss, terms)`` where ``terms`` is a float32
-tensor ``[gt, kd, ofa]`` of the weighted terms (``ofa`` is 0 for the logit-only methods), so a
-training step can log every term without a second forward.
+tensor of the weighted loss terms, one per name in the distiller's ``term_names`` (e.g.
+``("gt", "kd", "ofa")`` for OFA), so a training step can log every term without a second forward.
 """
 import math
 
@@ -13,7 +13,7 @@ from .branches import build_branch
 from .losses import cross_entropy, dist_loss, dkd_loss, kd_loss, ofa_loss
 from .teacher import FrozenTeacher
 
-TERM_NAMES = ("gt", "kd", "ofa")
+TERM_NAMES = ("gt", "kd", "ofa")  # the terms of OFA, the fullest of the logit methods
 
 
 def _check_weights(loss_weights):
@@ -27,6 +27,7 @@ class StudentOnly(nn.Cell):
     """``none``: the student trained alone with (smoothed) cross-entropy."""
 
     needs_teacher = False
+    term_names = ("gt",)
 
     def __init__(self, student, teacher=None, num_classes=None, label_smoothing=0.1,
                  loss_weights=(1.0, 1.0, 1.0), **unused):
@@ -40,14 +41,14 @@ class StudentOnly(nn.Cell):
     def construct(self, images, labels):
         logits = self.student(images)
         loss_gt = self.w_gt * cross_entropy(logits, labels, self.label_smoothing)
-        zero = ops.zeros((), ms.float32)
-        return loss_gt, ops.stack((loss_gt, zero, zero))
+        return loss_gt, ops.stack((loss_gt,))
 
 
 class LogitDistiller(nn.Cell):
     """Base of the logit-only methods: ``gt`` term plus one ``kd`` term from ``distill_term``."""
 
     needs_teacher = True
+    term_names = ("gt", "kd")
 
     def __init__(self, student, teacher, num_classes=None, label_smoothing=0.1,
                  loss_weights=(1.0, 1.0, 1.0), temperature=1.0, **unused):
@@ -67,8 +68,7 @@ class LogitDistiller(nn.Cell):
         logits_s = self.student(images)
         loss_gt = self.w_gt * cross_entropy(logits_s, labels, self.label_smoothing)
         loss_kd = self.w_kd * self.distill_term(logits_s, logits_t, labels)
-        zero = ops.zeros((), ms.float32)
-        return loss_gt + loss_kd, ops.stack((loss_gt, loss_kd, zero))
+        return loss_gt + loss_kd, ops.stack((loss_gt, loss_kd))
 
 
 class KDDistiller(LogitDistiller):
@@ -109,6 +109,7 @@ class OFADistiller(nn.Cell):
     """
 
     needs_teacher = True
+    term_names = TERM_NAMES
 
     def __init__(self, student, teacher, num_classes, stages=(1, 2, 3, 4), eps=(1.0,), temperature=1.0,
                  loss_weights=(1.0, 1.0, 1.0), label_smoothing=0.1, image_size=None, **unused):

@@ -48,6 +48,7 @@ class Trainer:
         self.student = build_student(cfg)
         self.teacher = build_teacher(cfg) if cfg.distiller != "none" else None
         self.distiller = build_run_distiller(cfg, self.student, self.teacher)
+        self.term_names = tuple(self.distiller.term_names)
         apply_amp(cfg, self.distiller)
         self.eval_net = build_student(cfg)
 
@@ -137,18 +138,18 @@ class Trainer:
                 overflowed = bool(overflow.asnumpy())
                 # Without dynamic loss scaling a non-finite gradient is divergence, not a scale to lower.
                 if not math.isfinite(loss_v) or (overflowed and cfg.loss_scale_type != "dynamic"):
-                    values = terms.asnumpy().tolist()
+                    values = " ".join(f"{n}={v:.4g}" for n, v in zip(self.term_names, terms.asnumpy().tolist()))
                     what = "loss" if not math.isfinite(loss_v) else "gradients"
                     raise FloatingPointError(
                         f"non-finite {what} at epoch {epoch + 1} step {i + 1} (global step {global_step + 1}): "
-                        f"loss={loss_v:.4g} (gt={values[0]:.4g} kd={values[1]:.4g} ofa={values[2]:.4g}), "
+                        f"loss={loss_v:.4g} ({values}), "
                         f"lr={self.lrs[global_step]:.3g}. Nothing was saved after the last good epoch in "
                         f"{self.out_dir}. Lower lr, set clip_grad, or check the teacher checkpoint.")
                 seen += images.shape[0] * self.group_size
                 self.on_event("step", {
                     "epoch": epoch + 1, "epochs": cfg.epochs, "step": i + 1, "steps": self.steps_per_epoch,
                     "global_step": global_step + 1, "total_steps": total_steps, "loss": loss_v,
-                    "terms": terms.asnumpy().tolist(), "lr": self.lrs[global_step],
+                    "terms": dict(zip(self.term_names, terms.asnumpy().tolist())), "lr": self.lrs[global_step],
                     "overflow": overflowed, "scale": float(scale.asnumpy()),
                     "step_time": time.time() - t0, "epoch_time": time.time() - t_epoch, "images": seen,
                 })
