@@ -28,7 +28,7 @@ import yaml
 DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
 MODES = ("graph", "pynative")
 DATASETS = ("imagefolder", "cifar100", "cifar10", "fashion_mnist", "mnist", "fake")
-DISTILLERS = ("ofa", "kd", "dist", "dkd", "none")
+DISTILLERS = ("ofa", "kd", "dist", "dkd", "rsd", "ofa+rsd", "none")
 OPTIMIZERS = ("sgd", "adamw", "lamb")
 SCHEDULERS = ("cosine", "step")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
@@ -140,6 +140,10 @@ KEYS = {
     "amp_level": _k("str", "O0", "mixed precision level (O0 = float32)", choices=AMP_LEVELS),
     "loss_scale_type": _k("str", "none", "loss scaling under mixed precision", choices=LOSS_SCALE_TYPES),
     "loss_scale": _k("float", 1024.0, "static loss scale, or the initial dynamic one"),
+    # --- RSD (distiller rsd or ofa+rsd)
+    "rsd_weight": _k("float", 0.1, "RSD: weight of the redundancy-suppression term"),
+    "rsd_kappa": _k("float", 0.01, "RSD: weight of the off-diagonal (decorrelation) entries"),
+    "rsd_gamma": _k("int", 2, "RSD: projector hidden width = rsd_gamma x student feature width"),
 }
 
 DEFAULTS = {name: key.default for name, key in KEYS.items()}
@@ -371,6 +375,11 @@ def validate_config(values, where=None, origin="config"):
     for name in ("temperature", "loss_scale"):
         if cfg[name] <= 0:
             _fail(name, where, f"must be > 0, got {cfg[name]}")
+    for name in ("rsd_weight", "rsd_kappa"):
+        if cfg[name] < 0:
+            _fail(name, where, f"must be >= 0, got {cfg[name]}")
+    if cfg["rsd_gamma"] < 1:
+        _fail("rsd_gamma", where, f"must be a positive integer, got {cfg['rsd_gamma']}")
     if not 0.0 < cfg["crop_pct"] <= 1.0:
         _fail("crop_pct", where, f"must be in (0, 1], got {cfg['crop_pct']}")
     low, high = cfg["scale"]

@@ -3,6 +3,8 @@
 ``construct(images, labels)`` returns ``(total_loss, terms)`` where ``terms`` is a float32
 tensor of the weighted loss terms, one per name in the distiller's ``term_names`` (e.g.
 ``("gt", "kd", "ofa")`` for OFA), so a training step can log every term without a second forward.
+Every trainable cell besides the student (OFA exit branches, the RSD projector) sits in ``branches``:
+the optimizer, mixed precision and resume states take them from there, and none of them is exported.
 """
 import math
 
@@ -10,7 +12,8 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from .branches import build_branch
-from .losses import cross_entropy, dist_loss, dkd_loss, kd_loss, ofa_loss
+from .losses import cross_entropy, dist_loss, dkd_loss, kd_loss, ofa_loss, rsd_loss
+from .projector import RSDProjector
 from .teacher import FrozenTeacher
 
 TERM_NAMES = ("gt", "kd", "ofa")  # the terms of OFA, the fullest of the logit methods
@@ -157,12 +160,80 @@ class OFADistiller(nn.Cell):
         return loss_gt + loss_kd + loss_ofa, ops.stack((loss_gt, loss_kd, loss_ofa))
 
 
+def _check_rsd(weight, kappa):
+    weight, kappa = float(weight), float(kappa)
+    if not (math.isfinite(weight) and weight >= 0):
+        raise ValueError(f"rsd_weight must be a finite number >= 0, got {weight}")
+    if not (math.isfinite(kappa) and kappa >= 0):
+        raise ValueError(f"rsd_kappa must be a finite number >= 0, got {kappa}")
+    return weight, kappa
+
+
+class RSDDistiller(nn.Cell):
+    """RSD (Zhang et al., ICCV 2025): the projected pooled student feature decorrelated against the teacher's.
+
+    total = w_gt * CE(z_s, y) + w_rsd * rsd(P(f_s), f_t), with f_s, f_t the pooled final features and P the
+    projector (``branches[0]``). The loss standardises over the batch, so under data parallel it is computed
+    on each device's own batch.
+    """
+
+    needs_teacher = True
+    term_names = ("gt", "rsd")
+
+    def __init__(self, student, teacher, num_classes=None, rsd_weight=0.1, rsd_kappa=0.01, rsd_gamma=2,
+                 loss_weights=(1.0, 1.0, 1.0), label_smoothing=0.1, **unused):
+        super().__init__()
+        self.student = student
+        self.teacher = FrozenTeacher(teacher)
+        self.label_smoothing = float(label_smoothing)
+        self.w_gt = _check_weights(loss_weights)[0]
+        self.w_rsd, self.kappa = _check_rsd(rsd_weight, rsd_kappa)
+        self.branches = nn.CellList([RSDProjector(student.feature_dim, teacher.feature_dim, rsd_gamma)])
+
+    def construct(self, images, labels):
+        _, feat_t = self.teacher.logits_and_feature(images)
+        logits_s, _, feat_s = self.student.forward_with_stages(images)
+        loss_gt = self.w_gt * cross_entropy(logits_s, labels, self.label_smoothing)
+        loss_rsd = self.w_rsd * rsd_loss(self.branches[0](feat_s), feat_t, self.kappa)
+        return loss_gt + loss_rsd, ops.stack((loss_gt, loss_rsd))
+
+
+class OFARSDDistiller(OFADistiller):
+    """OFA and RSD together: the OFA terms plus ``w_rsd * rsd(P(f_s), f_t)``; the projector is the last branch.
+
+    The teacher runs once and gives both its logits (OFA) and its pooled feature (RSD).
+    """
+
+    term_names = ("gt", "kd", "ofa", "rsd")
+
+    def __init__(self, student, teacher, num_classes, rsd_weight=0.1, rsd_kappa=0.01, rsd_gamma=2, **kwargs):
+        super().__init__(student, teacher, num_classes, **kwargs)
+        self.w_rsd, self.kappa = _check_rsd(rsd_weight, rsd_kappa)
+        self.projector_index = len(self.branches)
+        self.branches.append(RSDProjector(student.feature_dim, teacher.feature_dim, rsd_gamma))
+
+    def construct(self, images, labels):
+        logits_t, feat_t = self.teacher.logits_and_feature(images)
+        logits_s, feats, feat_s = self.student.forward_with_stages(images)
+        loss_gt = self.w_gt * cross_entropy(logits_s, labels, self.label_smoothing)
+        loss_kd = self.w_kd * ofa_loss(logits_s, logits_t, labels, self.final_eps, self.temperature)
+        loss_ofa = ops.zeros((), ms.float32)
+        for i in range(len(self.stage_index)):
+            logits_b = self.branches[i](feats[self.stage_index[i]])
+            loss_ofa = loss_ofa + ofa_loss(logits_b, logits_t, labels, self.branch_eps[i], self.temperature)
+        loss_ofa = self.w_ofa * loss_ofa
+        loss_rsd = self.w_rsd * rsd_loss(self.branches[self.projector_index](feat_s), feat_t, self.kappa)
+        return loss_gt + loss_kd + loss_ofa + loss_rsd, ops.stack((loss_gt, loss_kd, loss_ofa, loss_rsd))
+
+
 DISTILLERS = {
     "none": StudentOnly,
     "kd": KDDistiller,
     "dist": DISTDistiller,
     "dkd": DKDDistiller,
     "ofa": OFADistiller,
+    "rsd": RSDDistiller,
+    "ofa+rsd": OFARSDDistiller,
 }
 
 

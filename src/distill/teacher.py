@@ -24,3 +24,8 @@ class FrozenTeacher(nn.Cell):
 
     def construct(self, x):
         return ops.stop_gradient(self.net(x))
+
+    def logits_and_feature(self, x):
+        """The teacher's logits and pooled final feature ``[B, D_t]`` from one forward, both without gradient."""
+        logits, _, pooled = self.net.forward_with_stages(x)
+        return ops.stop_gradient(logits), ops.stop_gradient(pooled)

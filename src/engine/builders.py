@@ -76,8 +76,10 @@ def build_teacher(cfg, load=True):
 def build_run_distiller(cfg, student, teacher):
     kwargs = dict(num_classes=cfg.num_classes, label_smoothing=cfg.label_smoothing,
                   loss_weights=tuple(cfg.loss_weights), temperature=cfg.temperature)
-    if cfg.distiller == "ofa":
+    if cfg.distiller in ("ofa", "ofa+rsd"):
         kwargs.update(stages=tuple(cfg.stages), eps=tuple(cfg.eps))
+    if cfg.distiller in ("rsd", "ofa+rsd"):
+        kwargs.update(rsd_weight=cfg.rsd_weight, rsd_kappa=cfg.rsd_kappa, rsd_gamma=cfg.rsd_gamma)
     elif cfg.distiller == "dist":
         kwargs.update(beta=cfg.dist_beta, gamma=cfg.dist_gamma, tau=cfg.temperature)
     elif cfg.distiller == "dkd":
