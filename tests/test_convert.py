@@ -236,6 +236,41 @@ def torch_cyclemlp(torch, arch, num_classes):
     return CycleNet()
 
 
+# ---------------------------------------------------------------- MobileNetV1 in PyTorch (authors' layout)
+
+def torch_mobilenetv1(num_classes):
+    """The OFA-KD authors' MobileNetV1, written from its description: ``model.0`` conv 3x3/2 (32) + BN + ReLU,
+    ``model.1..13`` depthwise-separable blocks, ``model.14`` a 7x7 average pool (so 224 px only), ``fc``.
+    (ReLUs not in place, so the hooks read each BN output before the ReLU after it.)"""
+    import torch
+
+    nn = torch.nn
+    widths = (64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024)
+    strides = (1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1)
+
+    def conv_bn(c_in, c_out, stride):
+        return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+
+    def conv_dw(c_in, c_out, stride):
+        return nn.Sequential(nn.Conv2d(c_in, c_in, 3, stride, 1, groups=c_in, bias=False), nn.BatchNorm2d(c_in),
+                             nn.ReLU(), nn.Conv2d(c_in, c_out, 1, 1, 0, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+
+    class MobileNetV1(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers, width = [conv_bn(3, 32, 2)], 32
+            for out, stride in zip(widths, strides):
+                layers.append(conv_dw(width, out, stride))
+                width = out
+            self.model = nn.Sequential(*layers, nn.AvgPool2d(7))
+            self.fc = nn.Linear(1024, num_classes)
+
+        def forward(self, x):
+            return self.fc(self.model(x).reshape(-1, 1024))
+
+    return MobileNetV1()
+
+
 # ---------------------------------------------------------------- the PyTorch model of each arch
 
 def _timm_small(timm, kind, **kwargs):
@@ -263,6 +298,7 @@ CASES = {
     "resnet34": (lambda t, n: t.create_model("resnet34", num_classes=n), 64, {}),
     "resnet50": (lambda t, n: t.create_model("resnet50", num_classes=n), 64, {}),
     "mobilenetv2_100": (lambda t, n: t.create_model("mobilenetv2_100", num_classes=n), 64, {}),
+    "mobilenetv1": (lambda t, n: torch_mobilenetv1(n), 224, {}),  # the authors' fixed 7x7 pool needs 224 px
     "convnext_tiny": (lambda t, n: t.create_model("convnext_tiny", num_classes=n), 64, {}),
     "deit_tiny": (lambda t, n: t.create_model("deit_tiny_patch16_224", num_classes=n, img_size=32), 32, {}),
     "deit_small": (lambda t, n: t.create_model("deit_small_patch16_224", num_classes=n, img_size=32), 32, {}),
@@ -306,6 +342,8 @@ def torch_stage_modules(arch, pt_model):
     if arch == "mobilenetv2_100":  # ends of the stride-4, 8, 16 stages, then the head conv's BN + ReLU6
         return [(pt_model.blocks[1], same), (pt_model.blocks[2], same), (pt_model.blocks[4], same),
                 (pt_model.bn2, same)]
+    if arch == "mobilenetv1":  # blocks 3, 5, 11, 13 before their last ReLU: the output of their second BN
+        return [(pt_model.model[i][4], same) for i in (3, 5, 11, 13)]
     if arch == "convnext_tiny":
         return [(stage, same) for stage in pt_model.stages]
     if arch.startswith("swin"):
@@ -340,7 +378,7 @@ def save_source(torch, arch, state, path_stem, save_safetensors):
     elif arch.startswith("cyclemlp") or arch == "deit_small":  # authors' / DeiT releases: {'model': ...}
         path = path_stem + ".pth"
         torch.save({"model": state}, path)
-    elif arch in ("resnet34", "swin_pico"):  # timm train.py checkpoint, saved from DataParallel
+    elif arch in ("resnet34", "swin_pico", "mobilenetv1"):  # timm train.py checkpoint, saved from DataParallel
         path = path_stem + ".pth"
         torch.save({"epoch": 3, "arch": arch, "args": argparse.Namespace(lr=0.1),
                     "state_dict": {"module." + k: v for k, v in state.items()}}, path)

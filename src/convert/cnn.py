@@ -1,4 +1,5 @@
-"""timm / torchvision CNN checkpoints -> our mindcv-based ResNet, MobileNetV2 and ConvNeXt.
+"""timm / torchvision CNN checkpoints -> our mindcv-based ResNet, MobileNetV2 and ConvNeXt, and the
+OFA-KD authors' MobileNetV1.
 
 ==========================================  ==========================================
 timm name                                   ours (mindcv layout)
@@ -21,6 +22,8 @@ ConvNeXt (timm ``convnext_tiny``)
 ``stages.N.blocks.M.mlp.fc1 / fc2``          ``feature.{2N+1}.M.pwconv1 / pwconv2``
 ``stages.N.blocks.M.gamma``                  ``feature.{2N+1}.M.gamma_``
 ``head.norm`` / ``head.fc``                  ``norm`` / ``classifier``
+MobileNetV1 (the OFA-KD authors' ``custom_model/mobilenetv1.py``)
+``model.N.M`` / ``fc``                       same names (``model.14``, their 7x7 pool, has no tensors)
 ==========================================  ==========================================
 
 BatchNorm ``weight / bias / running_mean / running_var`` and LayerNorm ``weight / bias`` become
@@ -96,11 +99,17 @@ CONVNEXT_FACEBOOK = Layout(
     ) + _CONVNEXT_BLOCK_RENAMES,
 )
 
+MOBILENETV1 = Layout(
+    source="OFA-KD authors' mobilenetv1",
+    head=("fc.weight", "fc.bias"),
+)
+
 LAYOUTS = {
     "resnet10": (RESNET,),
     "resnet18": (RESNET,),
     "resnet34": (RESNET,),
     "resnet50": (RESNET,),
     "mobilenetv2_100": (MOBILENETV2,),
+    "mobilenetv1": (MOBILENETV1,),
     "convnext_tiny": (CONVNEXT, CONVNEXT_FACEBOOK),
 }
