@@ -1,0 +1,69 @@
+"""Learning-rate schedules: the reference recipes' epoch schedules (timm 0.6.5), sampled per step."""
+import math
+
+import pytest
+
+from src.engine import lr_schedule
+
+
+def timm_epoch_lr(scheduler, epoch, lr, min_lr, epochs, warmup_epochs, warmup_lr, decay_epochs=30, decay_rate=0.1):
+    """The rate timm 0.6.5's CosineLRScheduler / StepLRScheduler (t_in_epochs, no warm-up prefix) use in ``epoch``."""
+    if epoch < warmup_epochs:
+        return warmup_lr + epoch * (lr - warmup_lr) / warmup_epochs
+    if scheduler == "cosine":
+        return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * epoch / epochs))
+    return lr * decay_rate ** (epoch // decay_epochs)
+
+
+RECIPES = {  # scheduler, lr, min_lr, epochs, warm-up epochs, warm-up lr (configs/recipes)
+    "imagenet_cnn": ("step", 0.1, 1e-6, 100, 3, 1e-4),
+    "imagenet_vit_mlp": ("cosine", 5e-4, 1e-6, 300, 20, 5e-7),
+    "cifar100_cnn": ("cosine", 0.05, 1e-3, 300, 3, 1e-4),
+    "cifar100_vit_mlp": ("cosine", 5e-4, 1e-5, 300, 20, 5e-7),
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_every_epoch_starts_at_the_reference_rate(recipe):
+    scheduler, lr, min_lr, epochs, warmup, warmup_lr = RECIPES[recipe]
+    steps = 3
+    values = lr_schedule(scheduler, lr, min_lr, epochs, steps, warmup_epochs=warmup, warmup_lr=warmup_lr,
+                         decay_epochs=30, decay_rate=0.1)
+    assert len(values) == epochs * steps
+    for epoch in range(epochs):
+        expected = timm_epoch_lr(scheduler, epoch, lr, min_lr, epochs, warmup, warmup_lr)
+        assert values[epoch * steps] == pytest.approx(expected, rel=1e-12), epoch
+
+
+def test_step_schedule_decays_at_multiples_of_decay_epochs_counted_from_the_start():
+    values = lr_schedule("step", 0.1, 1e-6, 100, 2, warmup_epochs=3, warmup_lr=1e-4, decay_epochs=30)
+    per_epoch = values[::2]
+    changes = [e for e in range(4, 100) if per_epoch[e] != per_epoch[e - 1]]
+    assert changes == [30, 60, 90]
+    assert per_epoch[29] == pytest.approx(0.1) and per_epoch[90] == pytest.approx(1e-4)
+
+
+def test_warm_up_rises_every_step_and_cosine_counts_the_warm_up_epochs():
+    values = lr_schedule("cosine", 1.0, 0.0, 10, 4, warmup_epochs=2, warmup_lr=0.0)
+    assert all(b > a for a, b in zip(values[:8], values[1:9]))  # warm-up, step by step
+    # right after warm-up the cosine is already at epoch 2 of 10, below the peak
+    assert values[8] == pytest.approx(0.5 * (1 + math.cos(math.pi * 2 / 10)))
+    assert all(b < a for a, b in zip(values[8:], values[9:]))
+
+
+def test_no_warm_up_and_constant():
+    assert lr_schedule("cosine", 0.2, 0.0, 4, 1)[0] == 0.2
+    assert lr_schedule("constant", 0.3, 0.0, 2, 2, warmup_epochs=1, warmup_lr=0.1) == [0.1, 0.2, 0.3, 0.3]
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(scheduler="poly"), "scheduler"),
+    (dict(epochs=0), "at least one epoch"),
+    (dict(warmup_epochs=-1), "warmup_epochs"),
+    (dict(scheduler="step", decay_epochs=0), "decay_epochs"),
+])
+def test_bad_arguments(kwargs, match):
+    args = dict(scheduler="cosine", lr=0.1, min_lr=0.0, epochs=3, steps_per_epoch=2)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        lr_schedule(**args)
