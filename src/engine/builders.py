@@ -80,7 +80,7 @@ def build_run_distiller(cfg, student, teacher):
         kwargs.update(stages=tuple(cfg.stages), eps=tuple(cfg.eps))
     if cfg.distiller in ("rsd", "ofa+rsd"):
         kwargs.update(rsd_weight=cfg.rsd_weight, rsd_kappa=cfg.rsd_kappa, rsd_gamma=cfg.rsd_gamma)
-    elif cfg.distiller == "dist":
+    if cfg.distiller == "dist":
         kwargs.update(beta=cfg.dist_beta, gamma=cfg.dist_gamma, tau=cfg.temperature)
     elif cfg.distiller == "dkd":
         kwargs.update(alpha=cfg.dkd_alpha, beta=cfg.dkd_beta)
