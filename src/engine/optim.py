@@ -1,4 +1,5 @@
-"""Which parameters are trained, and which of them get weight decay."""
+"""Which parameters are trained, which of them get weight decay, and the learning-rate schedule."""
+import logging
 
 
 def trainable_params(distiller):
@@ -40,7 +41,14 @@ def lr_schedule(scheduler, lr, min_lr, epochs, steps_per_epoch, warmup_epochs=0,
         kwargs["decay_epochs"] = max(epochs - warmup_epochs, 1)
     elif scheduler == "step":
         kwargs.update(decay_epochs=decay_epochs, decay_rate=decay_rate)
-    values = create_scheduler(**kwargs)
+    # mindcv warns that decay_epochs exceeds a short run; the step schedule then simply never decays
+    factory_log = logging.getLogger("mindcv.scheduler.scheduler_factory")
+    level = factory_log.level
+    factory_log.setLevel(logging.ERROR)
+    try:
+        values = create_scheduler(**kwargs)
+    finally:
+        factory_log.setLevel(level)
     return [float(v) for v in values][: epochs * steps_per_epoch]
 
 
