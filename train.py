@@ -19,7 +19,7 @@ import sys
 import time
 import traceback
 
-from src.cli import exit_quietly
+from src.cli import exit_quietly, runtime_error_message, send_compile_reports_to
 from src.config import build_arg_parser, config_from_args, save_config
 from src.logs import attach_log_file, log_file_only, setup_logging
 
@@ -159,7 +159,6 @@ def main(argv=None):
 
 def train(cfg):
     """Run (or continue) the training run of ``cfg``; returns the exit code."""
-    from src.data import pipeline_error_message
     from src.engine.builders import setup_context
     from src.engine.run_dir import clear_run, plan_run
     from src.engine.trainer import RunInterrupted, Trainer, read_resume_point
@@ -193,6 +192,7 @@ def train(cfg):
             remove_partial_files(cfg.output_dir)  # left by a kill during a save
             save_config(cfg, os.path.join(cfg.output_dir, "config.yaml"))
             attach_log_file(os.path.join(cfg.output_dir, "train.log"))
+        send_compile_reports_to(os.path.join(cfg.output_dir, "graph_reports"))
         log.info("%d steps per epoch, %d epochs, %d trainable student+branch parameters; %s",
                  trainer.steps_per_epoch, cfg.epochs, sum(p.size for p in trainer.step.weights),
                  trainer.precision.describe())
@@ -211,7 +211,7 @@ def train(cfg):
     except (ValueError, FileNotFoundError, FloatingPointError) as exc:
         return _fail(exc)
     except RuntimeError as exc:  # MindSpore wraps data-pipeline and compile errors in pages of text
-        return _fail(pipeline_error_message(exc))
+        return _fail(runtime_error_message(exc))
     except Exception as exc:  # a bug: keep the traceback, and still end the log with the cause
         traceback.print_exc()
         return _fail(f"{type(exc).__name__}: {exc}".splitlines()[0], 1)

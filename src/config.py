@@ -89,7 +89,7 @@ KEYS = {
     "dataset": _k("str", "imagefolder", "dataset reader", choices=DATASETS),
     "data_dir": _k("str", None, "dataset root (required unless dataset is fake)", nullable=True),
     "image_size": _k("int", 224, "network input size; low-resolution sets are resized to it"),
-    "in_channels": _k("int", 3, "network input channels; grayscale sets are repeated to 3", choices=(1, 3)),
+    "in_channels": _k("int", 3, "network input channels: 3 (RGB; grayscale sets are repeated), or 1 (images made gray)", choices=(1, 3)),
     "num_classes": _k("int", None, "classes; null = the dataset's (required for imagefolder)", nullable=True),
     "batch_size": _k("int", 128, "batch size per device"),
     "val_batch_size": _k("int", None, "val batch size per device, null = batch_size", nullable=True),
@@ -450,6 +450,10 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises a one-line ``ValueError`` instead of printing usage and exiting 2."""
 
     def error(self, message):
+        missing = re.match(r"argument --([\w-]+).*: expected (?:one|at least one) argument", message)
+        if missing and missing.group(1).replace("-", "_") in KEYS:
+            name = missing.group(1).replace("-", "_")
+            raise ValueError(f"command line: key '{name}' needs a value (--{name} VALUE or {name}=VALUE)")
         raise ValueError(f"command line: {message}")
 
 
