@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 
@@ -33,21 +34,31 @@ SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
 
 class StopRequest:
-    """The first SIGINT/SIGTERM asks the loop to stop after the current step; a second one stops at once."""
+    """The first SIGINT/SIGTERM asks the loop to stop after the current step; a second one stops at once.
+
+    MindSpore installs its own SIGINT handler whenever it runs a graph (it ends the process), so the
+    signals are not handled at all: they are blocked before MindSpore starts its threads (which inherit
+    the mask) and a watcher thread takes them with ``sigwait``.
+    """
 
     def __init__(self):
         self.signum = None
 
     def install(self):
-        for signum in SIGNAL_NAMES:
-            signal.signal(signum, self._handle)
+        signal.pthread_sigmask(signal.SIG_BLOCK, set(SIGNAL_NAMES))
+        threading.Thread(target=self._watch, name="stop-request", daemon=True).start()
 
-    def _handle(self, signum, frame):
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-        log.warning("%s: stopping after the current step and saving a resume point (again to stop at once)",
-                    SIGNAL_NAMES[signum])
+    def _watch(self):
+        while True:
+            signum = signal.sigwait(set(SIGNAL_NAMES))
+            if self.signum is None:
+                self.signum = signum
+                log.warning("%s: stopping after the current step and saving a resume point (again to stop at once)",
+                            SIGNAL_NAMES[signum])
+                continue
+            _fail(f"stopped at once ({SIGNAL_NAMES[signum]} twice); the last saved resume point, if any, is intact",
+                  0)
+            exit_quietly(128 + signum)  # partial files of an interrupted save are removed by the next run
 
     def __call__(self):
         return self.signum is not None
@@ -154,17 +165,18 @@ def main(argv=None):
         _, cfg = config_from_args(sys.argv[1:] if argv is None else argv, parser)
     except ValueError as exc:
         return _fail(exc)
-    return train(cfg)
+    stop = StopRequest()
+    stop.install()  # before MindSpore starts (see StopRequest)
+    return train(cfg, stop)
 
 
-def train(cfg):
+def train(cfg, stop):
     """Run (or continue) the training run of ``cfg``; returns the exit code."""
     from src.engine.builders import setup_context
     from src.engine.run_dir import clear_run, plan_run
     from src.engine.trainer import RunInterrupted, Trainer, read_resume_point
     from src.files import remove_partial_files
 
-    stop = StopRequest()
     try:
         plan = plan_run(cfg.output_dir, cfg.resume, cfg.overwrite)
         if plan.resume_path:
@@ -176,7 +188,6 @@ def train(cfg):
                 return 0
         else:
             cfg.resume = None
-        stop.install()
         rank, group_size = setup_context(cfg, distributed=cfg.distribute or None)
         is_main = rank == 0
         setup_logging(None, rank)  # the log file is attached once everything below has been checked
@@ -205,9 +216,6 @@ def train(cfg):
                          f"point to {exc.saved}; continue with: python train.py --config {config} resume=auto",
                          stop.exit_code)
         return _fail(f"interrupted ({what}) before the first step; nothing was saved", stop.exit_code)
-    except KeyboardInterrupt:
-        return _fail("stopped at once (second interrupt); the last saved resume point, if any, is intact",
-                     stop.exit_code)
     except (ValueError, FileNotFoundError, FloatingPointError) as exc:
         return _fail(exc)
     except RuntimeError as exc:  # MindSpore wraps data-pipeline and compile errors in pages of text
