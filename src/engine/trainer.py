@@ -259,7 +259,7 @@ class Trainer:
         from mindspore import Tensor, ops
 
         flag = Tensor(np.array([1.0 if self.should_stop() else 0.0], np.float32))
-        return bool(ops.AllReduce(ops.ReduceOp.MAX)(flag).asnumpy()[0] > 0)
+        return bool(ops.AllReduce()(flag).asnumpy()[0] > 0)  # a sum: CPU collectives offer no max
 
     def fit(self):
         """Train to ``cfg.epochs``; returns the history (one record per epoch, also of earlier processes)."""
