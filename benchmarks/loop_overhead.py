@@ -16,7 +16,10 @@ It also counts the device-to-host reads made during the loop's epochs (every ``T
     python benchmarks/loop_overhead.py --teacher resnet10 --student vit_p4_pico --image-size 32 \\
         --batch-size 128 --steps 10 --rounds 3 --log-interval 5
 
-The last line printed is ``loop_overhead=<fraction>`` (1 - loop images/s / step images/s, medians).
+Per round it also reports the loop's steady state (end of an epoch's first step to the end of its
+last, per step, wall and process CPU time) next to the bare step's median wall and CPU time: CPU time
+is the fairer figure when other jobs share the machine. The last line printed is
+``loop_overhead=<fraction>`` (1 - epoch images/s / bare step images/s, medians over the rounds).
 """
 import argparse
 import json
@@ -92,38 +95,53 @@ def main(argv=None):
         cfg.teacher_ckpt = teacher_ckpt
 
     reads = HostReads()
+    ticks = []  # (wall, process CPU) after every step of the loop
 
     def on_event(kind, info):
         if kind == "tick":
             reads.step = info["global_step"]
+            ticks.append((time.perf_counter(), time.process_time()))
 
     trainer = Trainer(cfg, on_event=on_event)
     batch = next(iter(trainer._dataset("train", 0).create_tuple_iterator(num_epochs=1)))
 
     def bare_steps(count):
-        times = []
+        times, cpu = [], []
         for _ in range(count):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             float(trainer.step(*batch)[0].asnumpy())  # the benchmark's sync: read the loss back
             times.append(time.perf_counter() - t0)
-        return times
+            cpu.append(time.process_time() - c0)
+        return times, cpu
 
     t0 = time.perf_counter()
     trainer._run_epoch(0, 0)  # warm-up: compiles the loop's graph
     bare_steps(2)  # and the bare step's
     warmup_s = time.perf_counter() - t0
-    loop_ips, step_ips, step_times = [], [], []
+    loop_ips, step_ips, step_times, steady, rows = [], [], [], [], []
     for r in range(args.rounds):
+        ticks.clear()
         reads.active = True
         trainer._run_epoch(r + 1, 0)
         reads.active = False
         loop_ips.append(trainer.history[-1]["images_per_s"])
-        times = bare_steps(args.steps)
+        # steady state: from the end of the epoch's first step to the end of its last (data waits and reads in)
+        (w0, c0), (w1, c1) = ticks[0], ticks[-1]
+        loop_step = ((w1 - w0) / (len(ticks) - 1), (c1 - c0) / (len(ticks) - 1))
+        steady.append(loop_step)
+        times, cpu = bare_steps(args.steps)
         step_times += times
-        step_ips.append(args.batch_size / statistics.median(times))
-        print(f"round {r + 1}: loop {loop_ips[-1]:.2f} img/s, bare step {step_ips[-1]:.2f} img/s "
-              f"(ratio {loop_ips[-1] / step_ips[-1]:.3f})", flush=True)
+        bare = (statistics.median(times), statistics.median(cpu))
+        step_ips.append(args.batch_size / bare[0])
+        rows.append({"loop_epoch_images_per_s": loop_ips[-1], "loop_step_s": loop_step[0], "loop_step_cpu_s": loop_step[1],
+                     "bare_step_s": bare[0], "bare_step_cpu_s": bare[1]})
+        print(f"round {r + 1}: epoch {loop_ips[-1]:.2f} img/s (train.py's figure); per step: loop {loop_step[0]:.3f} s "
+              f"wall / {loop_step[1]:.3f} s CPU, bare step {bare[0]:.3f} s wall / {bare[1]:.3f} s CPU", flush=True)
     loop, step = statistics.median(loop_ips), statistics.median(step_ips)
+    loop_wall = statistics.median(r["loop_step_s"] for r in rows)
+    loop_cpu = statistics.median(r["loop_step_cpu_s"] for r in rows)
+    bare_wall = statistics.median(r["bare_step_s"] for r in rows)
+    bare_cpu = statistics.median(r["bare_step_cpu_s"] for r in rows)
     # reads made inside the epochs' step loops, by step within the epoch (epoch ends coincide with a log point)
     per_step = {}
     for global_step, n in reads.by_step.items():
@@ -131,7 +149,8 @@ def main(argv=None):
     between = {s: v for s, v in per_step.items() if s % args.log_interval and s != args.steps}
     result = {
         "config": vars(args), "warmup_s": warmup_s, "loop_images_per_s": loop_ips, "step_images_per_s": step_ips,
-        "step_times_s": step_times, "loop_over_step": loop / step, "loop_overhead": 1.0 - loop / step,
+        "step_times_s": step_times, "rounds": rows, "loop_over_step": loop / step, "loop_overhead": 1.0 - loop / step,
+        "steady_wall_overhead": loop_wall / bare_wall - 1.0, "steady_cpu_overhead": loop_cpu / bare_cpu - 1.0,
         "host_reads_by_step_in_epoch": {str(k): v for k, v in sorted(per_step.items())},
         "host_reads_between_log_points": sum(sum(v) for v in between.values()),
         "mindspore": ms.__version__, "numpy": np.__version__,
@@ -139,7 +158,10 @@ def main(argv=None):
     print(f"host reads per epoch by step (step: reads in each timed epoch): "
           f"{ {k: v for k, v in sorted(per_step.items())} }")
     print(f"host reads between log points: {result['host_reads_between_log_points']}")
-    print(f"loop {loop:.2f} img/s vs bare step {step:.2f} img/s: loop/step {loop / step:.3f}")
+    print(f"epoch (train.py's figure) {loop:.2f} img/s vs bare step {step:.2f} img/s: loop/step {loop / step:.3f}")
+    print(f"steady state per step: loop {loop_wall:.3f} s vs bare {bare_wall:.3f} s wall "
+          f"({100 * result['steady_wall_overhead']:+.1f} %), {loop_cpu:.3f} s vs {bare_cpu:.3f} s CPU "
+          f"({100 * result['steady_cpu_overhead']:+.1f} %)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)

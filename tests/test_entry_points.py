@@ -106,3 +106,23 @@ def test_a_student_trained_alone_is_described_without_a_teacher():
     assert "resnet10 trained alone" in text and "None" not in text
     pair = load_config(None, ["student=resnet10", "teacher=deit_tiny", "dataset=fake"])
     assert "teacher deit_tiny, distiller ofa" in train._describe_run(pair, 2)
+
+
+def test_a_failed_graph_compile_is_one_line_with_its_report_outside_the_working_directory(tmp_path, monkeypatch):
+    import numpy as np
+
+    import mindspore as ms
+    from mindspore import nn
+
+    from src.cli import runtime_error_message, send_compile_reports_to
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MS_OM_PATH", raising=False)
+    send_compile_reports_to(str(tmp_path / "reports"))
+    ms.set_context(mode=ms.GRAPH_MODE)
+    with pytest.raises(RuntimeError) as excinfo:
+        nn.Conv2d(3, 4, 3)(ms.Tensor(np.zeros((1, 1, 8, 8), np.float32)))  # 1 channel into a 3-channel conv
+    message = runtime_error_message(excinfo.value)
+    assert "\n" not in message and message.startswith("graph compile failed: ") and "Conv2D" in message
+    assert str(tmp_path / "reports") in message
+    assert os.listdir(tmp_path) == ["reports"]  # nothing in the working directory itself

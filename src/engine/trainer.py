@@ -330,6 +330,8 @@ class Trainer:
                         raise RunInterrupted(epoch, done, spe, saved)
                 if done >= spe:
                     break
+            if done > first:  # a pipeline that ended early: read its last steps before the epoch closes
+                self._read(epoch, first, done, t_interval, sums, log=True)
         elapsed = time.time() - t_epoch
         record = {"epoch": epoch + 1, "epoch_time": elapsed}
         if sums["steps"]:
@@ -356,13 +358,15 @@ class Trainer:
 
     def _evaluate_and_keep(self, epoch):
         out = {}
-        metrics = self.evaluate(student_params(self.student), self.should_stop)
+        # with several ranks only rank 0 evaluates, so it must not stop on its own in the middle
+        should_stop = self.should_stop if self.group_size == 1 else None
+        metrics = self.evaluate(student_params(self.student), should_stop)
         out.update({f"val_{k}": v for k, v in metrics.items()})
         if metrics["top1"] > self.best["top1"]:
             self.best["top1"] = metrics["top1"]
             self._save("best.ckpt", student_params(self.student))
         if self.step.ema:
-            ema_metrics = self.evaluate(ema_params(self.step), self.should_stop)
+            ema_metrics = self.evaluate(ema_params(self.step), should_stop)
             out.update({f"val_ema_{k}": v for k, v in ema_metrics.items()})
             if ema_metrics["top1"] > self.best["ema_top1"]:
                 self.best["ema_top1"] = ema_metrics["top1"]
