@@ -1,42 +1,116 @@
 """Train a student with OFA-KD (or KD / DIST / DKD, or alone with ``distiller=none``).
 
-    python train.py --config configs/fashion_mnist/ofa_resnet18_from_deit.yaml [key=value ...]
+    python train.py --config configs/fashion_mnist/ofa_vit_from_resnet10.yaml [key=value ...]
+    python train.py --config outputs/fashion_mnist/ofa_vit_p4_pico/config.yaml resume=auto   # continue a run
 
 Writes to ``output_dir``: config.yaml (the resolved config), train.log, last.ckpt / best.ckpt (the
-student alone), resume.ckpt (student + branches + optimizer + EMA + epoch) and metrics.json.
+student alone), resume.ckpt (student + branches + optimizer + EMA + position) and metrics.json. A
+folder that already holds a run is refused unless the run is continued (``resume=auto``) or replaced
+(``overwrite=true``); nothing in it is written before the models, the teacher checkpoint, the data
+and the resume state have been checked. Ctrl-C (or SIGTERM) stops after the current step and saves a
+resume point there.
 """
 import src  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore runs an op)
 
 import logging
 import os
+import signal
 import sys
+import threading
 import time
+import traceback
 
-from src.cli import exit_quietly, write_json_atomic
+from src.cli import exit_quietly, runtime_error_message, send_compile_reports_to
 from src.config import build_arg_parser, config_from_args, save_config
-from src.logs import setup_logging
+from src.logs import attach_log_file, log_file_only, setup_logging
 
 log = logging.getLogger("train")
 
+EXAMPLES = """examples:
+  python train.py --config configs/fashion_mnist/teacher_resnet10.yaml epochs=1
+  python train.py --config configs/fashion_mnist/ofa_vit_from_resnet10.yaml lr=1e-3 save_every_steps=200
+  python train.py --config outputs/fashion_mnist/ofa_vit_p4_pico/config.yaml resume=auto epochs=5"""
+SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+
+
+class StopRequest:
+    """The first SIGINT/SIGTERM asks the loop to stop after the current step; a second one stops at once.
+
+    MindSpore installs its own SIGINT handler whenever it runs a graph (it ends the process), so the
+    signals are not handled at all: they are blocked before MindSpore starts its threads (which inherit
+    the mask) and a watcher thread takes them with ``sigwait``.
+    """
+
+    def __init__(self):
+        self.signum = None
+
+    def install(self):
+        signal.pthread_sigmask(signal.SIG_BLOCK, set(SIGNAL_NAMES))
+        threading.Thread(target=self._watch, name="stop-request", daemon=True).start()
+
+    def _watch(self):
+        while True:
+            signum = signal.sigwait(set(SIGNAL_NAMES))
+            if self.signum is None:
+                self.signum = signum
+                log.warning("%s: stopping after the current step and saving a resume point (again to stop at once)",
+                            SIGNAL_NAMES[signum])
+                continue
+            _fail(f"stopped at once ({SIGNAL_NAMES[signum]} twice); the last saved resume point, if any, is intact",
+                  0)
+            exit_quietly(128 + signum)  # partial files of an interrupted save are removed by the next run
+
+    def __call__(self):
+        return self.signum is not None
+
+    @property
+    def exit_code(self):
+        return 128 + int(self.signum or signal.SIGINT)
+
 
 class Progress:
-    """Per-step progress: a redrawn line on a terminal, a plain log line every ``log_interval`` steps."""
+    """A redrawn line per step on a terminal; a log line every ``log_interval`` steps and per epoch.
 
-    def __init__(self, log_interval, is_main):
-        self.log_interval = max(int(log_interval), 1)
+    The ETA comes from the steps this process ran after its first one (which includes the graph
+    compile), so it is right after a resume too.
+    """
+
+    def __init__(self, is_main, clock=time.time):
         self.is_main = is_main
         self.tty = is_main and sys.stderr.isatty()
-        self.t_start = time.time()
+        self.clock = clock
+        self.first = None  # (time, global step) after this process's first step
+
+    def eta(self, global_step, total_steps):
+        """Seconds left, or None before the second step of this process."""
+        now = self.clock()
+        if self.first is None:
+            self.first = (now, global_step)
+            return None
+        t0, g0 = self.first
+        if global_step <= g0:
+            return None
+        return (now - t0) / (global_step - g0) * (total_steps - global_step)
+
+    @staticmethod
+    def _eta_text(seconds):
+        if seconds is None:
+            return "eta ?"
+        return f"eta {seconds / 60:.1f} min" if seconds < 6000 else f"eta {seconds / 3600:.1f} h"
 
     def __call__(self, kind, info):
         if not self.is_main:
             return
-        if kind == "step":
+        if kind == "tick":
+            self._tick(info)
+        elif kind == "step":
             self._step(info)
         elif kind == "epoch":
             if self.tty:
                 sys.stderr.write("\n")
-            parts = [f"epoch {info['epoch']} done in {info['epoch_time']:.1f}s ({info['images_per_s']:.1f} img/s)"]
+            parts = [f"epoch {info['epoch']} done in {info['epoch_time']:.1f}s"]
+            if "images_per_s" in info:
+                parts[0] += f" ({info['images_per_s']:.1f} img/s, train loss {info['train_loss']:.4f})"
             if "val_top1" in info:
                 parts.append(f"val top1 {info['val_top1']:.2f} top5 {info['val_top5']:.2f} "
                              f"loss {info['val_loss']:.4f} (best {info['best_top1']:.2f})")
@@ -44,62 +118,114 @@ class Progress:
                 parts.append(f"ema top1 {info['val_ema_top1']:.2f}")
             log.info("; ".join(parts))
         elif kind == "resumed":
-            log.info("resumed from %s at epoch %d", info["path"], info["epoch"])
+            where = f"epoch {info['epoch'] + 1} step {info['step']}/{info['steps']}" if info["step"] \
+                else f"the end of epoch {info['epoch']}"
+            log.info("resuming %s from %s", info["path"], where)
+            for key, old, new in info["changed"]:
+                log.info("changed since the resume state: %s %r -> %r", key, old, new)
+
+    def _tick(self, info):
+        self.last_eta = self.eta(info["global_step"], info["total_steps"])
+        if self.tty:
+            speed = info["images"] / max(info["epoch_time"], 1e-9)
+            text = (f"epoch {info['epoch']}/{info['epochs']} step {info['step']}/{info['steps']} "
+                    f"{speed:.1f} img/s {self._eta_text(self.last_eta)}")
+            sys.stderr.write("\r" + text[:200].ljust(100))
+            sys.stderr.flush()
 
     def _step(self, info):
         terms = " ".join(f"{name} {value:.4f}" for name, value in info["terms"].items())
-        done = info["global_step"]
-        elapsed = time.time() - self.t_start
-        eta = elapsed / max(done, 1) * (info["total_steps"] - done)
-        speed = info["images"] / max(info["epoch_time"], 1e-9)
         text = (f"epoch {info['epoch']}/{info['epochs']} step {info['step']}/{info['steps']} "
                 f"loss {info['loss']:.4f} ({terms}) lr {info['lr']:.3g} "
-                f"{speed:.1f} img/s eta {eta / 60:.1f} min")
-        if info["overflow"]:
-            text += f" [overflow: step skipped, scale {info['scale']:g}]"
+                f"{self._eta_text(getattr(self, 'last_eta', None))}")
+        if info["overflows"]:
+            text += f" [{info['overflows']} overflowing step(s) skipped, loss scale now {info['scale']:g}]"
         if self.tty:
-            sys.stderr.write("\r" + text[:200].ljust(120))
-            sys.stderr.flush()
-        if info["step"] % self.log_interval == 0 or info["step"] == info["steps"]:
-            if self.tty:
-                sys.stderr.write("\n")
-            log.info(text)
+            sys.stderr.write("\n")
+        log.info(text)
+
+
+def _describe_run(cfg, group_size):
+    who = f"student {cfg.student} trained alone (distiller none)" if cfg.distiller == "none" else \
+        f"student {cfg.student}, teacher {cfg.teacher}, distiller {cfg.distiller}"
+    return f"{who}, {group_size} device(s), output {cfg.output_dir}"
+
+
+def _fail(message, code=2):
+    line = f"error: {message}"
+    log_file_only(line)  # every fatal error is also the last line of train.log (once the run has one)
+    print(line, file=sys.stderr)
+    return code
 
 
 def main(argv=None):
-    parser = build_arg_parser("Train a student with OFA-KD (or KD/DIST/DKD, or alone with distiller=none).")
+    parser = build_arg_parser("Train a student with OFA-KD (or KD/DIST/DKD, or alone with distiller=none).",
+                              epilog=EXAMPLES)
     try:
         _, cfg = config_from_args(sys.argv[1:] if argv is None else argv, parser)
-        if not cfg.student:
-            raise ValueError("config: key 'student' is required (a model name, see src/models)")
-        from src.engine.builders import setup_context
-        from src.engine.trainer import Trainer
+    except ValueError as exc:
+        return _fail(exc)
+    stop = StopRequest()
+    stop.install()  # before MindSpore starts (see StopRequest)
+    return train(cfg, stop)
 
+
+def train(cfg, stop):
+    """Run (or continue) the training run of ``cfg``; returns the exit code."""
+    from src.engine.builders import setup_context
+    from src.engine.run_dir import clear_run, plan_run
+    from src.engine.trainer import RunInterrupted, Trainer, read_resume_point
+    from src.files import remove_partial_files
+
+    try:
+        plan = plan_run(cfg.output_dir, cfg.resume, cfg.overwrite)
+        if plan.resume_path:
+            epoch, step, best = read_resume_point(plan.resume_path)
+            if epoch == cfg.epochs and step == 0:
+                print(f"the run in {cfg.output_dir} is finished ({epoch} of {epoch} epochs, best val top-1 "
+                      f"{best:.2f}); nothing to do. To train it longer: resume=auto epochs=N (N > {epoch})",
+                      file=sys.stderr)
+                return 0
+        else:
+            cfg.resume = None
         rank, group_size = setup_context(cfg, distributed=cfg.distribute or None)
         is_main = rank == 0
-        setup_logging(os.path.join(cfg.output_dir, "train.log") if is_main else None, rank)
-        if cfg.resume == "auto" and not os.path.isfile(os.path.join(cfg.output_dir, "resume.ckpt")):
-            cfg.resume = None
-        if is_main:
+        setup_logging(None, rank)  # the log file is attached once everything below has been checked
+        for note in plan.notes:
+            log.info(note)
+        log.info(_describe_run(cfg, group_size))
+        trainer = Trainer(cfg, rank, group_size, on_event=Progress(is_main), should_stop=stop)
+        if stop():
+            return _fail("interrupted before training started; nothing was written", stop.exit_code)
+        if is_main:  # the run owns output_dir from here on
+            if plan.clear:
+                clear_run(cfg.output_dir)
+            remove_partial_files(cfg.output_dir)  # left by a kill during a save
             save_config(cfg, os.path.join(cfg.output_dir, "config.yaml"))
-        log.info("student %s, teacher %s, distiller %s, %d device(s), output %s", cfg.student, cfg.teacher,
-                 cfg.distiller, group_size, cfg.output_dir)
-        trainer = Trainer(cfg, rank, group_size, on_event=Progress(cfg.log_interval, is_main))
-        log.info("%d steps per epoch, %d epochs, %d trainable student+branch parameters", trainer.steps_per_epoch,
-                 cfg.epochs, sum(p.size for p in trainer.step.weights))
-        history = trainer.fit()
+            attach_log_file(os.path.join(cfg.output_dir, "train.log"))
+        send_compile_reports_to(os.path.join(cfg.output_dir, "graph_reports"))
+        log.info("%d steps per epoch, %d epochs, %d trainable student+branch parameters; %s",
+                 trainer.steps_per_epoch, cfg.epochs, sum(p.size for p in trainer.step.weights),
+                 trainer.precision.describe())
+        trainer.fit()
+    except RunInterrupted as exc:
+        what = SIGNAL_NAMES.get(stop.signum, "stop request")
+        if exc.saved:
+            config = os.path.join(cfg.output_dir, "config.yaml")
+            return _fail(f"interrupted ({what}) at epoch {exc.epoch + 1} step {exc.step}/{exc.steps}: saved a resume "
+                         f"point to {exc.saved}; continue with: python train.py --config {config} resume=auto",
+                         stop.exit_code)
+        return _fail(f"interrupted ({what}) before the first step; nothing was saved", stop.exit_code)
     except (ValueError, FileNotFoundError, FloatingPointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:  # MindSpore wraps data-pipeline errors (e.g. an unreadable image) in pages of text
-        from src.data import pipeline_error_message
-
-        print(f"error: {pipeline_error_message(exc)}", file=sys.stderr)
-        return 2
+        return _fail(exc)
+    except RuntimeError as exc:  # MindSpore wraps data-pipeline and compile errors in pages of text
+        return _fail(runtime_error_message(exc))
+    except Exception as exc:  # a bug: keep the traceback, and still end the log with the cause
+        traceback.print_exc()
+        return _fail(f"{type(exc).__name__}: {exc}".splitlines()[0], 1)
     if is_main:
-        out = os.path.join(cfg.output_dir, "metrics.json")
-        write_json_atomic({"history": history, "best_top1": trainer.best["top1"]}, out)
-        log.info("done: best val top1 %.2f; checkpoints in %s", trainer.best["top1"], cfg.output_dir)
+        log.info("done: best val top1 %.2f; checkpoints and metrics.json in %s", trainer.best["top1"],
+                 cfg.output_dir)
     return 0
 
 

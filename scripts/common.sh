@@ -1,8 +1,30 @@
-# Shared argument checks for the launch scripts (sourced, not run).
+# Shared by the launch scripts (sourced, not run): the project root, the Python to use, argument checks.
 ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PYTHON=${PYTHON:-python}
 
-die() { echo "error: $*" >&2; exit 1; }
+# The project's own environment when it has one (README's install creates .venv), else python3 on PATH.
+# Set PYTHON to use another interpreter.
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x "$ROOT_DIR/.venv/bin/python" ]; then
+    PYTHON="$ROOT_DIR/.venv/bin/python"
+  elif command -v python3 >/dev/null 2>&1; then
+    PYTHON=python3
+  else
+    PYTHON=python
+  fi
+fi
+
+die() { echo "error: $*" >&2; exit 2; }
+
+# usage_or_help "$@": print $USAGE and exit 0 when asked for help (-h / --help anywhere in the arguments).
+usage_or_help() {
+  local arg
+  for arg in "$@"; do
+    case "$arg" in -h|--help) echo "$USAGE"; exit 0 ;; esac
+  done
+}
+
+# usage_error MESSAGE: the message, the usage, exit 2.
+usage_error() { echo "error: $*" >&2; echo "$USAGE" >&2; exit 2; }
 
 check_config() {
   local cfg
@@ -13,7 +35,7 @@ check_config() {
 
 # Check every path-valued key=value override that names a location we can verify now.
 check_overrides() {
-  local arg key val
+  local arg val
   for arg in "$@"; do
     case "$arg" in
       data_dir=*|--data_dir=*)

@@ -1,22 +1,21 @@
 #!/usr/bin/env bash
 # Data-parallel training on DEVICE_NUM devices of this machine (Ascend, GPU, or CPU workers) with msrun,
 # or, on Ascend clusters that use one, with a rank table.
-# Usage: bash scripts/run_distribute_train.sh DEVICE_NUM CONFIG [key=value ...]
-#        bash scripts/run_distribute_train.sh --rank_table RANK_TABLE_FILE DEVICE_NUM CONFIG [key=value ...]
-# Environment: MASTER_PORT (default 8118), LOG_DIR (per-worker logs, default ./msrun_log), PYTHON.
 set -euo pipefail
+USAGE="Usage: bash scripts/run_distribute_train.sh DEVICE_NUM CONFIG [key=value ...]
+       bash scripts/run_distribute_train.sh --rank_table RANK_TABLE_FILE DEVICE_NUM CONFIG [key=value ...]
+  e.g. bash scripts/run_distribute_train.sh 8 configs/imagenet/deit_tiny_to_resnet18.yaml data_dir=/data/imagenet
+  Environment: MASTER_PORT (default 8118), LOG_DIR (per-worker logs, default ./msrun_log),
+  PYTHON (default: the project's .venv, else python3)."
 source "$(dirname "$0")/common.sh"
-usage() {
-  echo "Usage: bash scripts/run_distribute_train.sh [--rank_table RANK_TABLE_FILE] DEVICE_NUM CONFIG [key=value ...]" >&2
-  exit 1
-}
+usage_or_help "$@"
 RANK_TABLE=""
 if [ "${1:-}" = "--rank_table" ]; then
-  [ $# -ge 2 ] || usage
+  [ $# -ge 2 ] || usage_error "--rank_table needs a RANK_TABLE_FILE"
   RANK_TABLE=$(realpath -m "$2"); shift 2
   [ -f "$RANK_TABLE" ] || die "RANK_TABLE_FILE=$RANK_TABLE is not a file"
 fi
-[ $# -ge 2 ] || usage
+[ $# -ge 2 ] || usage_error "DEVICE_NUM and CONFIG are required"
 DEVICE_NUM=$1; shift
 [[ "$DEVICE_NUM" =~ ^[1-9][0-9]*$ ]] || die "DEVICE_NUM=$DEVICE_NUM is not a positive integer"
 CONFIG=$(check_config "$1"); shift

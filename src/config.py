@@ -4,26 +4,31 @@ Every key lives in ``KEYS`` with its type and default. A YAML file may name ``ba
 (a path relative to the file, or a list of them); the base is loaded first and the child's keys win.
 Command-line overrides come last. The entry points own the command line and pass its words in; they call::
 
-    parser = build_arg_parser("Train OFA-KD")        # adds --config; add your own options to it
-    args, cfg = config_from_args(argv, parser)        # the rest of argv are key overrides
+    parser = build_arg_parser("Train OFA-KD")        # argparse: --config plus one option per key of KEYS
+    parser.add_argument("--checkpoint")               # the entry point's own options
+    args, cfg = config_from_args(argv, parser)
 
-Overrides are ``key=value``, ``--key value``, ``--key=value``, ``--key v1 v2`` (list keys) or a bare
-``--flag`` (bool keys); ``-`` and ``_`` are interchangeable in names, values are parsed as YAML.
-An unknown key, a value of the wrong type or a missing required key raises ``ValueError`` with one
-line naming the key, where it came from and what is allowed.
+An entry point that uses only some keys (eval, export) passes ``keys=`` so that its ``--help`` lists
+those and its command line refuses the others. Overrides are ``key=value``, ``--key value``,
+``--key=value``, ``--key v1 v2`` (list keys) or a bare ``--flag`` (bool keys); ``-`` and ``_`` are
+interchangeable in names, values are parsed as YAML. An unknown key, a value of the wrong type or a
+missing required key raises ``ValueError`` with one line naming the key, where it came from and what
+is allowed.
 
 After validation the dataset-dependent keys are filled in: ``num_classes`` (from the dataset, except
 for ``imagefolder`` where it is required) and ``mean``/``std`` (per-dataset defaults, 0..1 scale,
-one value per input channel).
+one value per input channel; the grayscale value of RGB defaults when ``in_channels`` is 1).
 """
 import argparse
 import difflib
 import math
 import os
-import tempfile
+import re
 from dataclasses import dataclass
 
 import yaml
+
+from src.files import write_text_atomic
 
 DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
 MODES = ("graph", "pynative")
@@ -32,8 +37,8 @@ DISTILLERS = ("ofa", "kd", "dist", "dkd", "rsd", "ofa+rsd", "none")
 OPTIMIZERS = ("sgd", "adamw", "lamb")
 SCHEDULERS = ("cosine", "step")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
-AMP_LEVELS = ("O0", "O1", "O2", "O3")
-LOSS_SCALE_TYPES = ("none", "static", "dynamic")
+AMP_LEVELS = ("auto", "O0", "O1", "O2", "O3")
+LOSS_SCALE_TYPES = ("auto", "none", "static", "dynamic")
 AUTO_AUGMENT_PREFIXES = ("randaug", "rand", "autoaug", "3a", "trivialaugwide", "augmix")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -74,14 +79,17 @@ KEYS = {
     "seed": _k("int", 42, "random seed (weights, shuffling, augmentation)"),
     "output_dir": _k("str", "outputs", "folder for checkpoints, logs and the resolved config"),
     "rank_checkpoints": _k("bool", False, "also write every rank's last.ckpt to output_dir/rank_N (checks sync)"),
-    "resume": _k("str", None, "resume state to continue from (path), null = start fresh", nullable=True),
-    "log_interval": _k("int", 50, "steps between log lines"),
+    "resume": _k("str", None, "continue a run: auto (output_dir/resume.ckpt, if any) or a resume.ckpt path; "
+                 "null = a new run", nullable=True),
+    "overwrite": _k("bool", False, "replace the run already in output_dir (otherwise a new run there is refused)"),
+    "log_interval": _k("int", 50, "steps between log lines (and between reads of the device's loss sums)"),
+    "save_every_steps": _k("int", 0, "steps between mid-epoch resume points (0 = at epoch ends only)"),
     "val_every": _k("int", 1, "epochs between evaluations on the val split"),
     # --- data
     "dataset": _k("str", "imagefolder", "dataset reader", choices=DATASETS),
     "data_dir": _k("str", None, "dataset root (required unless dataset is fake)", nullable=True),
     "image_size": _k("int", 224, "network input size; low-resolution sets are resized to it"),
-    "in_channels": _k("int", 3, "network input channels; grayscale sets are repeated to 3", choices=(1, 3)),
+    "in_channels": _k("int", 3, "network input channels: 3 (RGB; grayscale sets are repeated), or 1 (images made gray)", choices=(1, 3)),
     "num_classes": _k("int", None, "classes; null = the dataset's (required for imagefolder)", nullable=True),
     "batch_size": _k("int", 128, "batch size per device"),
     "val_batch_size": _k("int", None, "val batch size per device, null = batch_size", nullable=True),
@@ -137,9 +145,12 @@ KEYS = {
     "clip_grad": _k("float", 0.0, "global-norm gradient clipping of student + branches (0 = off)"),
     "ema": _k("bool", False, "keep an exponential moving average of the student"),
     "ema_decay": _k("float", 0.9998, "EMA decay per step"),
-    "amp_level": _k("str", "O0", "mixed precision level (O0 = float32)", choices=AMP_LEVELS),
-    "loss_scale_type": _k("str", "none", "loss scaling under mixed precision", choices=LOSS_SCALE_TYPES),
-    "loss_scale": _k("float", 1024.0, "static loss scale, or the initial dynamic one"),
+    "amp_level": _k("str", "auto", "mixed precision: auto = O0 (float32) on CPU, O1 (float16 where safe, as "
+                    "PyTorch autocast) on GPU/Ascend", choices=AMP_LEVELS),
+    "loss_scale_type": _k("str", "auto", "loss scaling: auto = dynamic under mixed precision, none in float32",
+                          choices=LOSS_SCALE_TYPES),
+    "loss_scale": _k("float", 65536.0, "static loss scale, or the initial dynamic one"),
+    "loss_scale_window": _k("int", 2000, "dynamic loss scale: overflow-free steps before it doubles"),
     # --- RSD (distiller rsd or ofa+rsd)
     "rsd_weight": _k("float", 0.1, "RSD: weight of the redundancy-suppression term"),
     "rsd_kappa": _k("float", 0.01, "RSD: weight of the off-diagonal (decorrelation) entries"),
@@ -273,8 +284,13 @@ def _read_yaml(path, chain):
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a UTF-8 text file (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+                         f"a config is a YAML text file") from None
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    except OSError as err:
+        raise ValueError(f"{path}: cannot be read ({err.strerror or err})") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -297,10 +313,12 @@ def _read_yaml(path, chain):
     return merged
 
 
-def load_config(path=None, overrides=None):
+def load_config(path=None, overrides=None, for_training=True):
     """Defaults <- YAML ``path`` (and its bases) <- ``overrides``; returns a validated ``Config``.
 
-    ``overrides`` is a list of command-line strings (see ``parse_overrides``) or a dict.
+    ``overrides`` is a dict, or a list of command-line words (see ``parse_overrides``).
+    ``for_training=False`` skips the keys only a training run requires (teacher, data_dir): eval and
+    export check what they need themselves.
     """
     raw = {name: (default, "defaults") for name, default in DEFAULTS.items()}
     if path is not None:
@@ -314,7 +332,7 @@ def load_config(path=None, overrides=None):
             raw[name] = (value, "command line")
     values = {name: coerce_value(name, value, where) for name, (value, where) in raw.items()}
     where = {name: w for name, (_, w) in raw.items()}
-    return validate_config(values, where, origin=path or "config")
+    return validate_config(values, where, origin=path or "config", for_training=for_training)
 
 
 # ----------------------------------------------------------------------------- cross-key rules
@@ -323,17 +341,23 @@ def _fail(name, where, message):
     raise ValueError(f"{where.get(name, 'config')}: key '{name}' {message}")
 
 
-def _per_channel(name, values, channels, where):
+# ITU-R BT.601 luma weights: how a dataset's RGB statistics become those of its grayscale version
+LUMA = (0.299, 0.587, 0.114)
+
+
+def _per_channel(name, values, channels, where, default=False):
     if len(values) == channels:
         return [float(v) for v in values]
     if len(values) == 1:
         return [float(values[0])] * channels
     if channels == 1 and len(set(values)) == 1:
         return [float(values[0])]
+    if channels == 1 and default and len(values) == 3:
+        return [float(sum(w * v for w, v in zip(LUMA, values)))]
     _fail(name, where, f"needs 1 or {channels} values (in_channels={channels}), got {values}")
 
 
-def validate_config(values, where=None, origin="config"):
+def validate_config(values, where=None, origin="config", for_training=True):
     """Range and cross-key checks; fills dataset defaults. ``values`` must hold every key.
 
     ``where`` maps a key to the file (or "command line") that set it; ``origin`` names the
@@ -347,29 +371,32 @@ def validate_config(values, where=None, origin="config"):
         if cfg[name] is None:
             raise ValueError(f"{where.get(name, origin)}: required key '{name}' is missing ({why})")
 
-    require("student", "the model to train, e.g. resnet18")
-    if dataset != "fake":
-        require("data_dir", f"the root folder of the {dataset} dataset")
-    if cfg["distiller"] != "none":
-        require("teacher", f"distiller '{cfg['distiller']}' needs a teacher model; use distiller=none to train alone")
+    if for_training:
+        require("student", "the model to train, e.g. resnet18")
+        if dataset != "fake":
+            require("data_dir", f"the root folder of the {dataset} dataset")
+        if cfg["distiller"] != "none":
+            require("teacher", f"distiller '{cfg['distiller']}' needs a teacher model; use distiller=none to train "
+                               f"alone")
 
     for name in ("image_size", "batch_size", "num_workers", "epochs", "val_every", "log_interval",
-                 "fake_samples", "decay_epochs"):
+                 "fake_samples", "decay_epochs", "loss_scale_window"):
         if cfg[name] < 1:
             _fail(name, where, f"must be a positive integer, got {cfg[name]}")
-    for name in ("train_subset", "val_subset", "warmup_epochs"):
+    for name in ("train_subset", "val_subset", "warmup_epochs", "save_every_steps"):
         if cfg[name] < 0:
             _fail(name, where, f"must be >= 0, got {cfg[name]}")
     for name in ("val_batch_size", "num_classes"):
         if cfg[name] is not None and cfg[name] < 1:
             _fail(name, where, f"must be a positive integer or null, got {cfg[name]}")
-    for name in ("hflip", "re_prob", "mixup_prob", "mixup_switch_prob", "ema_decay", "momentum", "drop_path_rate"):
+    for name in ("hflip", "re_prob", "mixup_prob", "mixup_switch_prob", "ema_decay", "momentum", "drop_path_rate",
+                 "decay_rate"):
         if not 0.0 <= cfg[name] <= 1.0:
             _fail(name, where, f"must be in [0, 1], got {cfg[name]}")
     if not 0.0 <= cfg["label_smoothing"] < 1.0:
         _fail("label_smoothing", where, f"must be in [0, 1), got {cfg['label_smoothing']}")
     for name in ("color_jitter", "mixup", "cutmix", "lr", "min_lr", "warmup_lr", "weight_decay", "clip_grad",
-                 "decay_rate", "dist_beta", "dist_gamma", "dkd_alpha", "dkd_beta"):
+                 "dist_beta", "dist_gamma", "dkd_alpha", "dkd_beta"):
         if cfg[name] < 0:
             _fail(name, where, f"must be >= 0, got {cfg[name]}")
     for name in ("temperature", "loss_scale"):
@@ -407,8 +434,9 @@ def validate_config(values, where=None, origin="config"):
     elif dataset != "fake" and cfg["num_classes"] != info["num_classes"]:
         _fail("num_classes", where, f"must be {info['num_classes']} for dataset {dataset}, got {cfg['num_classes']}")
     channels = cfg["in_channels"]
-    cfg["mean"] = _per_channel("mean", cfg["mean"] or list(info["mean"]), channels, where)
-    cfg["std"] = _per_channel("std", cfg["std"] or list(info["std"]), channels, where)
+    for name in ("mean", "std"):
+        given = cfg[name]
+        cfg[name] = _per_channel(name, given or list(info[name]), channels, where, default=given is None)
     if not all(0.0 <= m <= 1.0 for m in cfg["mean"]):
         _fail("mean", where, f"must be on the 0..1 scale, got {cfg['mean']}")
     if not all(0.0 < s <= 1.0 for s in cfg["std"]):
@@ -417,48 +445,71 @@ def validate_config(values, where=None, origin="config"):
 
 
 # ----------------------------------------------------------------------------- command line
+#
+# One argparse option per key, generated from KEYS: ``--key VALUE`` (also ``--key=VALUE`` and the
+# dashed spelling ``--key-name``), ``--key V1 V2`` for list keys, a bare ``--flag`` for bool keys.
+# ``key=value`` words are the same options written the way YAML reads. Values are parsed as YAML
+# and then checked by ``coerce_value``, so a wrong value gets the same one-line error as in a file.
 
-def _key_name(token):
-    return token.lstrip("-").replace("-", "_")
+_DEST = "config key "  # argparse dest prefix of key options (never clashes with an entry point's own)
+_KEY_VALUE = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)=(.*)$", re.S)
 
 
-def parse_overrides(argv):
-    """Turn ``['lr=0.1', '--epochs', '3', '--eps', '1', '1.5', '--ema']`` into ``{key: value}``.
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises a one-line ``ValueError`` instead of printing usage and exiting 2."""
 
-    Values are parsed as YAML (so ``null``, ``true``, ``[1, 2]`` work); types are checked later,
-    by ``load_config``. An unknown key or a stray token raises ``ValueError``.
-    """
-    out = {}
-    tokens = list(argv)
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        i += 1
-        if token.startswith("--") or ("=" in token and not token.startswith("-")):
-            body = token[2:] if token.startswith("--") else token
-            if "=" in body:
-                name, text = body.split("=", 1)
-                values = [text]
-            else:
-                name, values = body, []
-                list_key = KEYS.get(_key_name(name)) and KEYS[_key_name(name)].kind.endswith("_list")
-                while i < len(tokens) and not tokens[i].startswith("--") and "=" not in tokens[i]:
-                    values.append(tokens[i])
-                    i += 1
-                    if not list_key:
-                        break
-            name = _key_name(name)
-            if name not in KEYS:
-                raise _unknown_key(name, "command line")
-            if not values:
-                if KEYS[name].kind != "bool":
-                    raise ValueError(f"command line: key '{name}' needs a value (--{name} VALUE or {name}=VALUE)")
-                out[name] = True
-                continue
-            parsed = [_parse_scalar(v) for v in values]
-            out[name] = parsed[0] if len(parsed) == 1 else parsed
-        else:
-            raise ValueError(f"command line: unexpected argument {token!r}; overrides look like key=value or --key value")
+    def error(self, message):
+        missing = re.match(r"argument --([\w-]+).*: expected (?:one|at least one) argument", message)
+        if missing and missing.group(1).replace("-", "_") in KEYS:
+            name = missing.group(1).replace("-", "_")
+            raise ValueError(f"command line: key '{name}' needs a value (--{name} VALUE or {name}=VALUE)")
+        raise ValueError(f"command line: {message}")
+
+
+def _metavar(key):
+    if key.choices:
+        return "{" + "|".join(str(c) for c in key.choices) + "}"
+    return {"int": "N", "float": "X", "bool": "true|false", "str": "TEXT", "int_list": "N",
+            "float_list": "X"}[key.kind]
+
+
+def add_key_options(parser, keys=None):
+    """Add one option per config key (``keys``: a subset of ``KEYS`` in table order; default all)."""
+    names = [n for n in KEYS if keys is None or n in keys]
+    group = parser.add_argument_group("config keys", "override the config file: --key VALUE or key=VALUE "
+                                                     "(values as in YAML; - and _ are interchangeable)")
+    for name in names:
+        key = KEYS[name]
+        kwargs = dict(dest=_DEST + name, default=argparse.SUPPRESS, metavar=_metavar(key))
+        if key.kind.endswith("_list"):
+            kwargs["nargs"] = "+"
+        elif key.kind == "bool":
+            kwargs.update(nargs="?", const="true")
+        default = "null" if key.default is None else key.default
+        group.add_argument(f"--{name}", help=f"{key.help} (default {default})", **kwargs)
+        if "_" in name:  # the dashed spelling, accepted but not listed twice in --help
+            group.add_argument(f"--{name.replace('_', '-')}", help=argparse.SUPPRESS, **kwargs)
+    parser.config_keys = tuple(names)
+    return parser
+
+
+def build_arg_parser(description=None, keys=None, epilog=None):
+    """An ``argparse`` parser with ``--config`` and one option per config key (or per key of ``keys``,
+    the ones an entry point uses); entry points add their own options to it."""
+    parser = _Parser(description=description, epilog=epilog, allow_abbrev=False,
+                     usage="%(prog)s [-h] [--config YAML] [options] [--KEY VALUE | KEY=VALUE ...]",
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", "-c", default=None, metavar="YAML",
+                        help="config file (with optional 'base:' files); its keys override the defaults")
+    return add_key_options(parser, keys)
+
+
+def _as_options(argv):
+    """``key=value`` words become ``--key=value``; everything else is left to argparse."""
+    out = []
+    for word in argv:
+        match = _KEY_VALUE.match(word) if not word.startswith("-") else None
+        out.append(f"--{match.group(1)}={match.group(2)}" if match else word)
     return out
 
 
@@ -469,30 +520,59 @@ def _parse_scalar(text):
         return text
 
 
-def _keys_help():
-    lines = ["config keys (override any with key=value or --key value):"]
-    for name, key in KEYS.items():
-        kind = key.kind.replace("_", " ")
-        allowed = f" {{{'|'.join(str(c) for c in key.choices)}}}" if key.choices else ""
-        lines.append(f"  {name} ({kind}{allowed}, default {key.default!r}): {key.help}")
-    return "\n".join(lines)
+def _collect(parser, namespace, rest, program=None):
+    """``{key: value}`` from parsed options; one-line errors for what argparse left over."""
+    for word in rest:
+        if word.startswith("-") and len(word) > 1 and not _is_number(word):
+            name = word.lstrip("-").split("=", 1)[0].replace("-", "_")
+            if name in KEYS and name not in parser.config_keys:
+                raise ValueError(f"command line: key '{name}' is not used by {program or 'this command'}; "
+                                 f"it may stay in the config file, where it has no effect here")
+            raise _unknown_key(name, "command line")
+        raise ValueError(f"command line: unexpected argument {word!r}; overrides look like key=value or --key value")
+    out = {}
+    for dest, value in vars(namespace).items():
+        if not dest.startswith(_DEST):
+            continue
+        if isinstance(value, list):
+            parsed = [_parse_scalar(v) for v in value]
+            value = parsed[0] if len(parsed) == 1 else parsed
+        else:
+            value = _parse_scalar(value)
+        out[dest[len(_DEST):]] = value
+    return out
 
 
-def build_arg_parser(description=None):
-    """An ``argparse`` parser with ``--config``; entry points add their own options to it."""
-    parser = argparse.ArgumentParser(
-        description=description, allow_abbrev=False, epilog=_keys_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", "-c", default=None, metavar="YAML",
-                        help="recipe file; its keys override the defaults (see the key list below)")
-    return parser
+def _is_number(word):
+    try:
+        float(word)
+        return True
+    except ValueError:
+        return False
 
 
-def config_from_args(argv, parser=None):
-    """Parse ``argv`` (without the program name): returns ``(namespace, Config)``."""
+def parse_overrides(argv, keys=None):
+    """Turn ``['lr=0.1', '--epochs', '3', '--eps', '1', '1.5', '--ema']`` into ``{key: value}``.
+
+    Values are parsed as YAML (so ``null``, ``true``, ``[1, 2]`` work); types are checked later,
+    by ``load_config``. An unknown key or a stray word raises ``ValueError``.
+    """
+    parser = add_key_options(_Parser(add_help=False, allow_abbrev=False), keys)
+    namespace, rest = parser.parse_known_args(_as_options(argv))
+    return _collect(parser, namespace, rest)
+
+
+def config_from_args(argv, parser=None, for_training=True):
+    """Parse ``argv`` (without the program name): returns ``(namespace, Config)``.
+
+    ``namespace`` holds the entry point's own options; the key options become the config's overrides.
+    """
     parser = parser or build_arg_parser()
-    args, rest = parser.parse_known_args(list(argv))
-    return args, load_config(args.config, parse_overrides(rest))
+    namespace, rest = parser.parse_known_args(_as_options(argv))
+    overrides = _collect(parser, namespace, rest, program=parser.prog)
+    for dest in [d for d in vars(namespace) if d.startswith(_DEST)]:
+        delattr(namespace, dest)
+    return namespace, load_config(namespace.config, overrides, for_training=for_training)
 
 
 # ----------------------------------------------------------------------------- saving
@@ -500,18 +580,7 @@ def config_from_args(argv, parser=None):
 def save_config(cfg, path):
     """Write the resolved config as YAML, atomically (temp file in the same folder, then rename)."""
     data = {name: cfg[name] for name in KEYS if name in cfg}
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".yaml.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("# resolved config of this run; reuse it with --config\n")
-            yaml.safe_dump(data, f, sort_keys=False, default_flow_style=None)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    text = "# resolved config of this run; reuse it with --config\n"
+    text += yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    write_text_atomic(path, text)
     return path

@@ -151,6 +151,84 @@ def test_config_from_args_with_entry_point_options(tmp_path):
     parser.add_argument("--checkpoint", required=True)
     args, cfg = config_from_args(["--config", path, "--checkpoint", "w.ckpt", "--batch_size", "8", "seed=3"], parser)
     assert args.checkpoint == "w.ckpt" and cfg.batch_size == 8 and cfg.seed == 3
-    assert "student (str" in parser.format_help()  # the key list is in --help
+    assert not any(name.startswith("config key") for name in vars(args))  # key options become the config only
+    text = parser.format_help()
+    assert "--student TEXT" in text and "student model name" in text  # the key list is in --help
     with pytest.raises(ValueError, match="not found"):
         config_from_args(["--config", str(tmp_path / "missing.yaml")])
+
+
+def test_command_line_is_argparse_generated_from_the_key_table():
+    parser = build_arg_parser("train")
+    options = {a.dest[len("config key "):] for a in parser._actions if a.dest.startswith("config key ")}
+    assert options == set(KEYS)  # one option per key, none hand-written
+    text = parser.format_help()
+    for name, key in KEYS.items():
+        assert f"--{name} " in text and key.help.split(" (")[0][:25] in " ".join(text.split())
+    assert "--batch-size" not in text  # the dashed spelling works (below) but is not listed twice
+    assert parse_overrides(["--batch-size", "4", "--log-interval=2", "save_every_steps=3"]) == \
+        {"batch_size": 4, "log_interval": 2, "save_every_steps": 3}
+    with pytest.raises(SystemExit) as excinfo:
+        parser.parse_args(["-h"])
+    assert excinfo.value.code == 0
+
+
+def test_an_entry_point_lists_and_takes_only_the_keys_it_uses(tmp_path):
+    path = write(tmp_path / "c.yaml", "student: resnet18\nteacher: deit_tiny\ndataset: fake\nlr: 0.5\n")
+    parser = build_arg_parser("export", keys=("student", "image_size", "num_classes"))
+    parser.add_argument("--batch_size", type=int, default=1)  # its own option, not the config key
+    text = parser.format_help()
+    assert "--image_size" in text and "--lr" not in text and "--teacher_ckpt" not in text
+    args, cfg = config_from_args(["--config", path, "--batch_size", "2", "image_size=64"], parser,
+                                 for_training=False)
+    assert args.batch_size == 2 and cfg.batch_size == DEFAULTS["batch_size"] and cfg.image_size == 64
+    assert cfg.lr == pytest.approx(0.5)  # the file may hold any key
+    with pytest.raises(ValueError) as excinfo:
+        config_from_args(["--config", path, "lr=0.1"], parser, for_training=False)
+    assert "key 'lr' is not used by" in one_line_error(excinfo)
+    with pytest.raises(ValueError, match="unknown config key 'lrr'"):
+        config_from_args(["--config", path, "--lrr", "0.1"], parser, for_training=False)
+    # without the training requirements, a config that names no data_dir still loads for export
+    cfg = load_config(None, ["student=resnet18", "dataset=cifar100"], for_training=False)
+    assert cfg.data_dir is None
+
+
+def test_non_utf8_config_names_the_file(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("student: r\xe9snet18\n".encode("latin-1"))
+    with pytest.raises(ValueError) as excinfo:
+        load_config(str(path))
+    message = one_line_error(excinfo)
+    assert str(path) in message and "UTF-8" in message
+
+
+def test_decay_rate_above_one_is_refused():
+    with pytest.raises(ValueError, match="'decay_rate' must be in \\[0, 1\\]"):
+        load_config(None, MINIMAL + ["decay_rate=1.5"])
+
+
+def test_one_channel_defaults_are_the_gray_value_of_rgb_statistics(tmp_path):
+    cfg = load_config(None, MINIMAL + ["in_channels=1"])  # fake data: ImageNet statistics, made gray
+    assert cfg.mean == pytest.approx([0.299 * 0.485 + 0.587 * 0.456 + 0.114 * 0.406])
+    assert len(cfg.std) == 1
+    path = write(tmp_path / "c.yaml", "student: resnet18\ndistiller: none\ndataset: fake\nmean: [0.5, 0.4, 0.3]\n")
+    with pytest.raises(ValueError) as excinfo:  # values the user set are never guessed away
+        load_config(path, ["in_channels=1"])
+    assert path in one_line_error(excinfo) and "'mean'" in str(excinfo.value)
+
+
+def test_precision_is_float32_on_cpu_and_the_reference_amp_on_accelerators():
+    from src.engine.precision import resolve_precision
+
+    cpu = resolve_precision(load_config(None, MINIMAL))
+    assert (cpu.amp_level, cpu.loss_scale_type) == ("O0", "none")
+    for device in ("GPU", "Ascend"):
+        acc = resolve_precision(load_config(None, MINIMAL + [f"device_target={device}"]))
+        # PyTorch native AMP (autocast + GradScaler defaults): float16 compute, dynamic scale 2**16, window 2000
+        assert (acc.amp_level, acc.loss_scale_type, acc.loss_scale, acc.scale_window) == ("O1", "dynamic", 65536.0,
+                                                                                       2000)
+    explicit = resolve_precision(load_config(None, MINIMAL + ["device_target=GPU", "amp_level=O0"]))
+    assert (explicit.amp_level, explicit.loss_scale_type) == ("O0", "none")
+    static = resolve_precision(load_config(None, MINIMAL + ["amp_level=O2", "loss_scale_type=static",
+                                                            "loss_scale=128"]))
+    assert (static.amp_level, static.loss_scale_type, static.loss_scale) == ("O2", "static", 128.0)

@@ -1,7 +1,11 @@
-"""The user path end to end on tiny ImageFolder data: train -> eval -> export, resume, msrun, bad input."""
+"""The user path end to end on tiny data: train -> eval -> export, kill -9 / Ctrl-C and resume, a NaN and a
+full disk, a protected output_dir, msrun, bad input."""
 import json
 import os
+import re
+import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -66,6 +70,9 @@ def test_train_eval_export(work):
     for name in ("last.ckpt", "best.ckpt", "resume.ckpt", "config.yaml", "metrics.json", "train.log"):
         assert (out / name).is_file(), name
     assert "gt " in proc.stderr and "kd " in proc.stderr and "ofa " in proc.stderr
+    teacher_log = (work["root"] / "teacher" / "train.log").read_text()
+    assert "resnet10 trained alone" in teacher_log and "teacher None" not in teacher_log
+    assert " kd " not in teacher_log and " ofa " not in teacher_log  # a lone run logs only its own loss terms
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["history"]) == 2 and "val_top1" in metrics["history"][-1]
 
@@ -86,44 +93,11 @@ def test_train_eval_export(work):
     assert (out / "student.mindir").is_file()
     diff = float(proc.stdout.split("max abs difference to the checkpointed network")[1].split()[0])
     assert diff <= 1e-5
-
-
-def _train_in_process(cfg, stop_after=None):
-    """Run a Trainer in this process; with ``stop_after`` it is 'killed' after that epoch."""
-    from src.engine.builders import setup_context
-    from src.engine.trainer import Trainer
-
-    class Killed(Exception):
-        pass
-
-    def on_event(kind, info):
-        if kind == "epoch" and stop_after is not None and info["epoch"] == stop_after:
-            raise Killed()
-
-    setup_context(cfg, distributed=False)
-    trainer = Trainer(cfg, on_event=on_event)
-    try:
-        trainer.fit()
-    except Killed:
-        pass
-    return {p.name: p.asnumpy().copy() for p in trainer.step.get_parameters() if not p.name.startswith("teacher.")}
-
-
-def test_resume_after_a_stop_gives_the_same_weights(work):
-    from src.config import load_config
-
-    base = ["distiller=ofa", "teacher=resnet10", f"teacher_ckpt={work['teacher']}", "student=resnet10",
-            "stages=[3, 4]", "epochs=2", "val_every=5"]
-    straight = _train_in_process(load_config(work["cfg"], base + [f"output_dir={work['root'] / 'straight'}"]))
-    out = work["root"] / "stopped"
-    after_one = _train_in_process(load_config(work["cfg"], base + [f"output_dir={out}"]), stop_after=1)
-    assert (out / "resume.ckpt").is_file()
-    resumed = _train_in_process(load_config(work["cfg"], base + [f"output_dir={out}", f"resume={out / 'resume.ckpt'}"]))
-    assert straight.keys() == resumed.keys()
-    for name, value in straight.items():
-        np.testing.assert_allclose(resumed[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
-    # the second epoch changed the student, so the equality above means something
-    assert any(not np.allclose(after_one[n], straight[n]) for n in straight if n.startswith("student."))
+    # MindSpore's ONNX exporter lacks an operator of the ViT student: the error names it, no file is left
+    proc = run("export.py", "--config", run_cfg, "--checkpoint", str(out / "best.ckpt"), "--file_format", "ONNX",
+               "--file_name", str(out / "student"), check=False)
+    assert proc.returncode == 2 and "blocked by the operator" in proc.stderr and "MINDIR" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (out / "student.onnx").exists()
 
 
 def _free_port():
@@ -183,20 +157,18 @@ def test_checkpoint_of_another_architecture(work):
 def test_corrupt_checkpoint(work):
     bad = work["root"] / "corrupt.ckpt"
     bad.write_bytes(b"not a checkpoint at all")
-    proc = run("eval.py", "--config", work["cfg"], "student=resnet10", "distiller=none", "--checkpoint", str(bad),
-               check=False)
+    proc = run("eval.py", "--config", work["cfg"], "student=resnet10", "--checkpoint", str(bad), check=False)
     assert proc.returncode == 2 and "corrupt" in proc.stderr and str(bad) in proc.stderr
 
 
 def test_wrong_num_classes_is_named(work):
-    proc = run("eval.py", "--config", work["cfg"], "student=resnet10", "distiller=none", "num_classes=5",
+    proc = run("eval.py", "--config", work["cfg"], "student=resnet10", "num_classes=5",
                "--checkpoint", work["teacher"], check=False)
     assert proc.returncode == 2 and "num_classes=5" in proc.stderr, proc.stderr
 
 
 def test_export_rejects_missing_checkpoint(work):
-    proc = run("export.py", "--config", work["cfg"], "student=resnet10", "distiller=none", "--checkpoint", "/nope.ckpt",
-               check=False)
+    proc = run("export.py", "--config", work["cfg"], "student=resnet10", "--checkpoint", "/nope.ckpt", check=False)
     assert proc.returncode == 2 and "/nope.ckpt" in proc.stderr
 
 
@@ -208,15 +180,187 @@ def test_unreadable_image_is_named(work, tmp_path):
     proc = run("train.py", "--config", work["cfg"], f"data_dir={data}", "distiller=none", "student=resnet10",
                "epochs=1", f"output_dir={tmp_path / 'out'}", check=False)
     assert proc.returncode == 2 and "broken.jpg" in proc.stderr, proc.stderr[-2000:]
+    assert "broken.jpg" in last_log_line(tmp_path / "out")  # every fatal error also ends train.log
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(work, tmp_path):
-    out = tmp_path / "nan"
-    out.mkdir()
-    shutil.copy(work["teacher"], out / "last.ckpt")
-    before = (out / "last.ckpt").read_bytes()
-    proc = run("train.py", "--config", work["cfg"], "distiller=none", "student=resnet10", "opt=sgd", "lr=1.0e+30",
-               "warmup_epochs=0", "epochs=1", f"output_dir={out}", check=False)
+
+
+# ------------------------------------------------------------------------------------------- lifecycle
+
+def last_log_line(out):
+    lines = (out / "train.log").read_text().strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def snapshot(folder):
+    """Every file under ``folder`` with its bytes: equal snapshots mean nothing was touched."""
+    out = {}
+    for base, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(base, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, folder)] = f.read()
+    return out
+
+
+def params_of(path):
+    """The tensors of a checkpoint (not the position, history or config stored beside them)."""
+    import mindspore as ms
+
+    return {k: v.asnumpy() for k, v in ms.load_checkpoint(str(path)).items()
+            if not k.startswith(("meta.", "epoch", "step", "best_"))}
+
+
+def assert_same_params(a, b):
+    pa, pb = params_of(a), params_of(b)
+    assert pa.keys() == pb.keys() and len(pa) > 10
+    for name in pa:
+        np.testing.assert_array_equal(pa[name], pb[name], err_msg=f"{name} ({a} vs {b})")
+
+
+def run_until(args, pattern, sig, env=None):
+    """Start train.py, send ``sig`` as soon as a stderr line matches ``pattern``; ``(returncode, lines)``."""
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, bufsize=1,
+                            env={**os.environ, **(env or {})})
+    lines, sent = [], False
+    for line in proc.stderr:
+        lines.append(line.rstrip("\n"))
+        if not sent and re.search(pattern, line):
+            proc.send_signal(sig)
+            sent = True
+    proc.wait(timeout=600)
+    assert sent, "\n".join(lines[-30:])
+    return proc.returncode, lines
+
+
+@pytest.mark.slow
+def test_kill_9_and_ctrl_c_mid_epoch_then_resume_give_the_uninterrupted_weights(work):
+    """One uninterrupted run; another killed with SIGKILL after a mid-epoch resume point, resumed, stopped
+    with Ctrl-C in the next epoch, resumed again: the same checkpoints, bit for bit."""
+    common = ["--config", work["cfg"], "distiller=none", "student=resnet10", "batch_size=4", "epochs=2",
+              "save_every_steps=2", "log_interval=1"]
+    straight, broken = work["root"] / "straight", work["root"] / "interrupted"
+    run("train.py", *common, f"output_dir={straight}")
+
+    code, lines = run_until(common + [f"output_dir={broken}"], r"epoch 1/2 step 3/12 ", signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    from src.engine.trainer import read_resume_point
+
+    epoch, step, _ = read_resume_point(str(broken / "resume.ckpt"))
+    assert epoch == 0 and step >= 2 and step % 2 == 0, (epoch, step)  # a mid-epoch resume point
+
+    code, lines = run_until(common + [f"output_dir={broken}", "resume=auto"], r"epoch 2/2 step 3/12 ", signal.SIGINT)
+    assert code == 130, "\n".join(lines[-20:])
+    message = lines[-1]
+    found = re.match(r"error: interrupted \(Ctrl-C\) at epoch 2 step (\d+)/12: saved a resume point to (\S+); "
+                     r"continue with: python train.py --config (\S+) resume=auto$", message)
+    assert found, message
+    assert found.group(2) == str(broken / "resume.ckpt") and found.group(3) == str(broken / "config.yaml")
+    assert read_resume_point(found.group(2))[:2] == (1, int(found.group(1)))
+    assert "interrupted (Ctrl-C)" in last_log_line(broken)
+    assert any("resuming" in line and "epoch 1 step" in line for line in lines)
+    resumed = [line for line in lines if re.search(r"epoch 2/2 step \d+/12 loss", line)]
+    assert resumed and re.search(r"eta \d", resumed[-1])  # the ETA is known right after a resume
+
+    run("train.py", *common, f"output_dir={broken}", "resume=auto")
+    for name in ("last.ckpt", "best.ckpt", "resume.ckpt"):
+        assert_same_params(straight / name, broken / name)
+    history = json.loads((broken / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2]  # the whole history, across three processes
+    assert not [n for n in os.listdir(broken) if n.startswith(".partial-")]
+
+    # a finished run: resume=auto says so and changes nothing; a new run there is refused
+    before = snapshot(broken)
+    proc = run("train.py", *common, f"output_dir={broken}", "resume=auto")
+    assert "is finished (2 of 2 epochs" in proc.stderr
+    proc = run("train.py", *common, f"output_dir={broken}", check=False)
+    assert proc.returncode == 2 and "already holds a run" in proc.stderr and "overwrite=true" in proc.stderr
+    proc = run("train.py", *common, f"output_dir={broken}", "student=no_such_model", check=False)
+    assert proc.returncode == 2
+    assert snapshot(broken) == before
+    # a new run that fails its checks writes nothing at all
+    fresh = work["root"] / "never"
+    proc = run("train.py", *common, f"output_dir={fresh}", "student=no_such_model", check=False)
+    assert proc.returncode == 2 and "no_such_model" in proc.stderr and not fresh.exists()
+
+
+def _limit_file_size(limit):
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.slow
+def test_nan_then_lower_lr_resume_and_a_full_disk_keep_every_good_file(work, tmp_path):
+    """Continue the 1-epoch teacher run to 2 epochs: with lr=1e30 (NaN), with a disk that takes no
+    checkpoint, then with a sane lr: the last one finishes, nothing good was lost on the way."""
+    out = tmp_path / "run"
+    shutil.copytree(work["root"] / "teacher", out)
+    first_log_line = (out / "train.log").read_text().splitlines()[0]
+    good = {n: (out / n).read_bytes() for n in ("resume.ckpt", "last.ckpt", "best.ckpt")}
+    common = ["--config", work["cfg"], "distiller=none", "student=resnet10", f"output_dir={out}", "resume=auto",
+              "epochs=2"]
+
+    proc = run("train.py", *common, "lr=1e30", check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "non-finite" in proc.stderr and "step" in proc.stderr
-    assert (out / "last.ckpt").read_bytes() == before
+    error = proc.stderr.strip().splitlines()[-1]
+    found = re.search(r"error: non-finite (loss|gradients) at epoch 2 step (\d+) .*lr=([0-9.e+-]+)", error)
+    assert found, error
+    assert float(found.group(3)) > 1e20  # the lr the optimizer used: the new one, from the current config
+    assert "non-finite" in last_log_line(out)
+    assert {n: (out / n).read_bytes() for n in good} == good
+
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), *common, "lr=1e-3"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          preexec_fn=_limit_file_size(256 * 1024))  # config and log fit, a checkpoint does not
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    error = proc.stderr.strip().splitlines()[-1]
+    assert re.match(rf"error: cannot write {re.escape(str(out))}/\w+\.ckpt: File too large", error), error
+    assert "Traceback" not in proc.stderr and "cannot write" in last_log_line(out)
+    assert {n: (out / n).read_bytes() for n in good} == good
+    assert not [n for n in os.listdir(out) if n.startswith(".partial-")]
+
+    proc = run("train.py", *common, "lr=1e-3")
+    assert "changed since the resume state: epochs 1 -> 2" in proc.stderr
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    log = (out / "train.log").read_text()
+    assert log.startswith(first_log_line) and "non-finite" in log and "cannot write" in log  # the whole story
+    assert "done: best val top1" in last_log_line(out)
+
+
+def write_idx_files(root, counts=(64, 16)):
+    """A tiny Fashion-MNIST look-alike: 28x28 grayscale IDX files whose class sets the mean brightness."""
+    import gzip
+
+    rng = np.random.RandomState(0)
+    root.mkdir(parents=True)
+    for prefix, count in zip(("train", "t10k"), counts):
+        labels = (np.arange(count) % 10).astype(np.uint8)
+        images = np.clip(rng.randint(0, 60, (count, 28, 28)) + 19 * labels[:, None, None], 0, 255).astype(np.uint8)
+        for stem, array, magic in ((f"{prefix}-images-idx3-ubyte", images, 0x803),
+                                   (f"{prefix}-labels-idx1-ubyte", labels, 0x801)):
+            header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+            (root / f"{stem}.gz").write_bytes(gzip.compress(header + array.tobytes()))
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="needs the registry models to take in_channels (passed as cfg.in_channels by the builders)",
+                   strict=False)
+def test_grayscale_data_with_in_channels_1_trains_evaluates_and_exports(tmp_path):
+    data, out = tmp_path / "fashion", tmp_path / "gray"
+    write_idx_files(data)
+    common = ["--config", os.path.join(ROOT, "configs", "fashion_mnist", "base.yaml"), f"data_dir={data}",
+              "in_channels=1", "train_subset=0", "image_size=16", "batch_size=8", "epochs=1", "warmup_epochs=0"]
+    run("train.py", *common, "distiller=none", "student=resnet10", f"output_dir={out}")
+    import mindspore as ms
+
+    first_conv = [v for k, v in ms.load_checkpoint(str(out / "best.ckpt")).items() if v.asnumpy().ndim == 4][0]
+    assert first_conv.shape[1] == 1  # a 1-channel model
+    proc = run("eval.py", "--config", str(out / "config.yaml"), "--checkpoint", str(out / "best.ckpt"))
+    assert "(16 images)" in proc.stdout
+    proc = run("export.py", "--config", str(out / "config.yaml"), "--checkpoint", str(out / "best.ckpt"),
+               "--file_name", str(out / "gray"))
+    assert (out / "gray.mindir").is_file() and "max abs difference to the checkpointed network 0" in proc.stdout

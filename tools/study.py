@@ -31,6 +31,8 @@ import time
 
 import numpy as np
 
+from src.files import write_bytes_atomic, write_json_atomic
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEACHER_RECIPE = os.path.join(ROOT, "configs", "fashion_mnist", "study_teacher.yaml")
 STUDENT_RECIPE = os.path.join(ROOT, "configs", "fashion_mnist", "study_student.yaml")
@@ -133,11 +135,7 @@ def write_idx(path, array):
     """Write a uint8 array as an (uncompressed) IDX file: magic 0x0000 08 ndim, then the dims, then the bytes."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(header)
-        f.write(array.tobytes())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, [header, array.tobytes()])
 
 
 def make_subset_dir(data_dir, folder, count, seed):
@@ -177,12 +175,7 @@ def _read_json(path):
 
 
 def _write_json(path, data):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, data)
 
 
 # ----------------------------------------------------------------------------- runs
@@ -243,7 +236,9 @@ def train_run(recipe, overrides, label, report_only=False):
     if report_only:
         return None
     os.makedirs(cfg.output_dir, exist_ok=True)
-    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--config", recipe] + _override_args(overrides)
+    # not cached: any run already in the folder was made with another config, so it is replaced
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--config", recipe] + _override_args(overrides) \
+        + ["overwrite=true"]
     t0 = time.time()
     lines = []
     with subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

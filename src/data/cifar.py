@@ -8,9 +8,11 @@ Layouts searched under ``data_dir`` (or the named sub-folder of it):
 * CIFAR-10 pickle ``cifar-10-batches-py/{data_batch_1..5,test_batch}``: ``data`` and ``labels``;
 * CIFAR-10 binary ``cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin``: 1 label byte + 3072.
 
-The 3072 pixel bytes are the red, green and blue 32x32 planes. Pickle files are trusted input (the
-format is Python pickle, as distributed).
+The 3072 pixel bytes are the red, green and blue 32x32 planes. The pickle files are read with an
+unpickler that builds only what the format holds (dicts, lists, strings, numbers and NumPy arrays):
+a file naming any other class or function (which an ordinary ``pickle.load`` would call) is refused.
 """
+import io
 import os
 import pickle
 
@@ -57,12 +59,39 @@ def read_cifar_binary(path, num_classes):
     return _planes_to_hwc(raw[:, layout["label_bytes"]:], path), labels
 
 
+# The globals a CIFAR pickle may name: how NumPy (1.x and 2.x) rebuilds an array and its dtype, and how
+# protocol 2 writes bytes from Python 3 (_codecs.encode of a latin-1 string).
+ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # protocol 5
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+}
+
+
+class UnsafePickle(ValueError):
+    pass
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Builds dicts, lists, strings, numbers and NumPy arrays; refuses every other global."""
+
+    def find_class(self, module, name):
+        if (module, name) in ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise UnsafePickle(f"{module}.{name}")
+
+
 def read_cifar_pickle(path, num_classes):
     """``(images [N, 32, 32, 3] uint8, labels [N])`` of one python-pickle CIFAR file."""
     layout = LAYOUTS[num_classes]
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            batch = _CifarUnpickler(io.BufferedReader(f), encoding="bytes").load()
+    except UnsafePickle as err:
+        raise ValueError(f"{path}: refused: the pickle asks to call {err}, which a {layout['title']} file never "
+                         f"does (it holds only arrays, lists, strings and numbers); the file is not what it claims "
+                         f"to be") from None
     except Exception as err:
         raise ValueError(f"{path}: not a {layout['title']} pickle file ({type(err).__name__}: {err})") from None
     if not isinstance(batch, dict):

@@ -11,6 +11,7 @@ from src.models import create_model
 
 from .checkpoint import load_model_checkpoint
 from .optim import create_optimizer, lr_schedule, param_groups
+from .precision import resolve_precision
 from .train_step import DistillTrainStep
 
 log = logging.getLogger(__name__)
@@ -88,15 +89,16 @@ def build_run_distiller(cfg, student, teacher):
 
 
 def apply_amp(cfg, distiller):
-    """Mixed precision on the student, branches and teacher; the losses cast to float32 themselves."""
-    if cfg.amp_level in ("O0", None, ""):
-        return
-    if cfg.amp_level not in ("O1", "O2", "O3"):
-        raise ValueError(f"amp_level must be O0, O1, O2 or O3, got {cfg.amp_level!r}")
+    """Mixed precision on the student, branches and teacher (see ``precision``); the losses cast to
+    float32 themselves. Returns the run's ``Precision``."""
+    precision = resolve_precision(cfg)
+    if precision.amp_level == "O0":
+        return precision
     for name in ("student", "branches"):
-        ms.amp.auto_mixed_precision(getattr(distiller, name), cfg.amp_level)
+        ms.amp.auto_mixed_precision(getattr(distiller, name), precision.amp_level)
     if distiller.teacher is not None:
-        ms.amp.auto_mixed_precision(distiller.teacher.net, cfg.amp_level)
+        ms.amp.auto_mixed_precision(distiller.teacher.net, precision.amp_level)
+    return precision
 
 
 def build_train_step(cfg, distiller, steps_per_epoch):
@@ -105,6 +107,8 @@ def build_train_step(cfg, distiller, steps_per_epoch):
                       decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate)
     groups = param_groups(distiller, cfg.weight_decay)
     optimizer = create_optimizer(cfg.opt, groups, lrs, momentum=cfg.momentum, nesterov=cfg.nesterov)
-    step = DistillTrainStep(distiller, optimizer, loss_scale_type=cfg.loss_scale_type, loss_scale=cfg.loss_scale,
+    precision = resolve_precision(cfg)
+    step = DistillTrainStep(distiller, optimizer, loss_scale_type=precision.loss_scale_type,
+                            loss_scale=precision.loss_scale, scale_window=precision.scale_window,
                             clip_grad=cfg.clip_grad, ema_decay=cfg.ema_decay if cfg.ema else 0.0)
     return step, lrs

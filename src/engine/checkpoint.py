@@ -1,35 +1,81 @@
-"""Checkpoints: atomic writes, and loads that say exactly what does not fit."""
+"""Checkpoints: atomic writes with a CRC32, and loads that say exactly what does not fit.
+
+Every checkpoint this project writes carries MindSpore's CRC32 trailer (``crc_check=True``), and every
+read verifies it when the file has one: a damaged file is refused naming it instead of loading
+changed weights. Files without the trailer (converted teachers, older runs) load as they are.
+"""
+import binascii
+import contextlib
+import logging
 import os
-import tempfile
 
 import mindspore as ms
+
+from src.files import atomic_output
+
+# MindSpore's checkpoint writer ends a CRC'd file with b"crc_num" and the CRC32 in 10 big-endian bytes.
+CRC_MARKER = b"crc_num"
+CRC_TRAILER = len(CRC_MARKER) + 10
+
+
+@contextlib.contextmanager
+def _quiet_mindspore():
+    """MindSpore logs its own multi-line report of a failed save/load; ours is the one-line error."""
+    from mindspore.log import _get_logger
+
+    logger = _get_logger()
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def save_atomic(params, path, append_dict=None):
     """Write a checkpoint of ``params`` (a Cell or a list of Parameters / dicts) to ``path`` atomically.
 
-    A crash mid-write leaves the previous file intact: we write a temp file next to it, then rename.
+    A crash, a full disk or a kill mid-write leaves the previous file intact (see ``src.files``).
     """
-    path = os.path.abspath(path)
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".ckpt", dir=directory)
-    os.close(fd)
-    try:
-        ms.save_checkpoint(params, tmp, append_dict=append_dict)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    with atomic_output(path) as tmp, _quiet_mindspore():
+        ms.save_checkpoint(params, tmp, append_dict=append_dict, crc_check=True)
+    return os.path.abspath(path)
+
+
+def verify_checkpoint(path):
+    """True when ``path`` has a CRC32 trailer that matches; False when it has none; ValueError when it
+    does not match (the file changed after it was written)."""
+    size = os.path.getsize(path)
+    if size <= CRC_TRAILER:
+        return False
+    with open(path, "rb") as f:
+        f.seek(size - CRC_TRAILER)
+        trailer = f.read()
+        if trailer[:-10] != CRC_MARKER:
+            return False
+        f.seek(0)
+        crc, left = 0, size - CRC_TRAILER
+        while left > 0:  # in chunks: teachers can be hundreds of MB
+            chunk = f.read(min(left, 1 << 24))
+            crc = binascii.crc32(chunk, crc)
+            left -= len(chunk)
+    if crc != int.from_bytes(trailer[-10:], "big"):
+        raise ValueError(f"checkpoint '{path}' is corrupt: its CRC32 does not match its content (the file was "
+                         f"damaged or changed after it was written); use another copy or an earlier checkpoint")
+    return True
 
 
 def read_checkpoint(path):
-    """Parameter dict of a checkpoint file; ValueError naming the file when missing or unreadable."""
+    """Parameter dict of a checkpoint file; ValueError naming the file when missing, damaged or unreadable."""
     if not path or not os.path.isfile(path):
         raise ValueError(f"checkpoint '{path}' does not exist (expected a MindSpore .ckpt file)")
     try:
-        return ms.load_checkpoint(path)
+        verify_checkpoint(path)
+    except OSError as err:
+        raise ValueError(f"checkpoint '{path}' cannot be read: {err.strerror or err}") from None
+    try:
+        with _quiet_mindspore():
+            return ms.load_checkpoint(path)
     except Exception as exc:  # MindSpore raises several error types for truncated / foreign files
         raise ValueError(f"checkpoint '{path}' is corrupt or not a MindSpore checkpoint: "
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
@@ -65,6 +111,9 @@ def load_into(net, param_dict, source, what="model", allow_missing=()):
             if getattr(net, "num_classes", None) is not None and len(got) >= 1 and \
                     int(net.num_classes) in tuple(param.shape) and got[0] != param.shape[0]:
                 hint = f" (the checkpoint has {got[0]} classes, the config says num_classes={net.num_classes})"
+            elif len(got) == 4 and len(param.shape) == 4 and got[1] != param.shape[1] and got[1] in (1, 3):
+                hint = (f" (the checkpoint takes {got[1]}-channel images, the config says "
+                        f"in_channels={param.shape[1]})")
             raise ValueError(f"checkpoint '{source}': parameter '{name}' has shape {got}, "
                              f"the {what} expects {tuple(param.shape)}{hint}")
     ms.load_param_into_net(net, param_dict, strict_load=True)

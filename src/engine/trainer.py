@@ -1,9 +1,18 @@
-"""The training loop: epochs of fused steps, evaluation, checkpoints, resume, NaN guard.
+"""The training loop: epochs of fused steps, evaluation, checkpoints, resume points, NaN guard.
 
-It reports progress through a callback (``on_event(kind, info)``) and never prints; train.py owns
-the terminal and the log files.
+The loop never reads a device value per step: ``StepStats`` sums the loss terms and overflows on the
+device, and the loop reads them every ``log_interval`` steps, at resume points and at epoch ends. It
+reports progress through a callback (``on_event(kind, info)``) and never prints; train.py owns the
+terminal and the log files.
+
+A resume state (``resume.ckpt``) holds the student, branches, optimizer state, EMA, loss scale, the
+position (epoch and step within it), the best accuracies, the history and the config it was made
+with. Continuing from it replays the same samples and augmentation draws (the data pipeline of an
+epoch depends only on the seed and the epoch; a mid-epoch position skips the batches already used),
+and recomputes the learning-rate schedule from the current config, so a changed ``lr``, ``min_lr``,
+``warmup_*``, ``decay_*`` or a larger ``epochs`` applies from the resumed step on.
 """
-import math
+import json
 import os
 import random
 import time
@@ -14,12 +23,22 @@ import mindspore as ms
 import mindspore.dataset as ds
 
 from src.data import create_dataset, load_source
+from src.files import write_json_atomic
 
 from .builders import apply_amp, build_run_distiller, build_student, build_teacher, build_train_step
 from .checkpoint import load_into, read_checkpoint, save_atomic
-from .evaluate import evaluate
+from .evaluate import EvaluationStopped, Evaluator
+from .run_dir import RESUME_FILE
+from .step_stats import StepStats
 
-RESUME_FILE = "resume.ckpt"
+# Keys a resume state cannot follow: they change parameter shapes, the optimizer's state or what a
+# step position means.
+FIXED_ON_RESUME = ("student", "teacher", "distiller", "stages", "num_classes", "batch_size", "image_size",
+                   "in_channels", "opt", "ema")
+NOT_COMPARED = ("resume", "overwrite", "output_dir")
+# Not part of a resume state: the schedule is recomputed from the current config.
+SCHEDULE_PARAMS = ("learning_rate",)
+METRICS_FILE = "metrics.json"
 
 
 def student_params(student, prefix="student."):
@@ -35,22 +54,58 @@ def ema_params(step, prefix="ema.student."):
     return [{"name": p.name[len(prefix):], "data": p} for p in step.ema_weights]
 
 
-class Trainer:
-    """Owns one run. ``fit()`` trains ``cfg.epochs`` epochs (continuing a resume state when asked)."""
+class RunInterrupted(Exception):
+    """``fit()`` stopped because ``should_stop`` asked; ``saved`` is the resume state written, or None."""
 
-    def __init__(self, cfg, rank=0, group_size=1, on_event=None):
+    def __init__(self, epoch, step, steps, saved):
+        self.epoch, self.step, self.steps, self.saved = epoch, step, steps, saved
+        where = f"epoch {epoch + 1} step {step}/{steps}"
+        super().__init__(f"stopped at {where}" + (f"; resume point saved to {saved}" if saved else
+                                                  "; nothing was saved"))
+
+
+def read_resume_point(path):
+    """``(epoch, step, best_top1)`` of a resume state, without building anything."""
+    params = read_checkpoint(path)
+    if "epoch" not in params:
+        raise ValueError(f"checkpoint '{path}' is not a resume state (no 'epoch' entry); pass a {RESUME_FILE} "
+                         f"written by train.py")
+    best = float(params["best_top1"].asnumpy()) if "best_top1" in params else -1.0
+    step = int(params["step"].asnumpy()) if "step" in params else 0
+    return int(params["epoch"].asnumpy()), step, best
+
+
+def _same(a, b):
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return float(a) == float(b)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+class Trainer:
+    """Owns one run. ``fit()`` trains up to ``cfg.epochs`` epochs, continuing a resume state when asked.
+
+    ``should_stop()`` is polled after every step (at log points in data-parallel runs, where every rank
+    must stop at the same step): when it turns true, ``fit()`` saves a resume point at that step and
+    raises ``RunInterrupted``.
+    """
+
+    def __init__(self, cfg, rank=0, group_size=1, on_event=None, should_stop=None):
         self.cfg = cfg
         self.rank, self.group_size = rank, group_size
         self.is_main = rank == 0
         self.on_event = on_event or (lambda kind, info: None)
+        self.should_stop = should_stop or (lambda: False)
         self.out_dir = cfg.output_dir
 
         self.student = build_student(cfg)
         self.teacher = build_teacher(cfg) if cfg.distiller != "none" else None
         self.distiller = build_run_distiller(cfg, self.student, self.teacher)
         self.term_names = tuple(self.distiller.term_names)
-        apply_amp(cfg, self.distiller)
+        self.precision = apply_amp(cfg, self.distiller)
         self.eval_net = build_student(cfg)
+        self.evaluator = Evaluator(self.eval_net, cfg.num_classes)
 
         self._sources = {}
         probe = self._dataset("train", 0)
@@ -59,11 +114,23 @@ class Trainer:
             raise ValueError(f"the train split has fewer samples than one batch of {cfg.batch_size} "
                              f"per device; lower batch_size")
         self.step, self.lrs = build_train_step(cfg, self.distiller, self.steps_per_epoch)
-        self.step.set_train(True)
-        self.start_epoch = 0
+        self.stats = StepStats(self.step, self.term_names,
+                               stop_on_overflow=self.precision.loss_scale_type != "dynamic")
+        self.stats.set_train(True)
+        self.epoch, self.step_in_epoch = 0, 0  # where training continues
         self.best = {"top1": -1.0, "ema_top1": -1.0}
+        self.history = []
+        self.last_resume_point = None
         if cfg.resume:
-            self._load_resume(cfg.resume)
+            self._load_resume(os.path.join(self.out_dir, RESUME_FILE) if cfg.resume == "auto" else cfg.resume)
+
+    @property
+    def finished(self):
+        return self.epoch >= self.cfg.epochs
+
+    @property
+    def total_steps(self):
+        return self.cfg.epochs * self.steps_per_epoch
 
     # data -----------------------------------------------------------------------------------------
     def _dataset(self, split, epoch):
@@ -80,20 +147,46 @@ class Trainer:
                                   source=self._sources[split])
         return create_dataset(self.cfg, split, source=self._sources[split])
 
+    def _batches(self, epoch, start):
+        """Batches (lists of column tensors) of ``epoch`` from step ``start`` on. Skipped batches still
+        pass through the pipeline, so the augmentation draws of the rest are those of an uninterrupted run."""
+        data = self._dataset("train", epoch)
+        if start:
+            data = data.skip(start)
+        return data.create_tuple_iterator(num_epochs=1)
+
     # checkpoints ----------------------------------------------------------------------------------
     def resume_params(self):
-        """Everything a continued run needs except the teacher: student, branches, optimizer, EMA, scale."""
-        return [p for p in self.step.get_parameters() if not p.name.startswith("teacher.")]
+        """Everything a continued run needs except the teacher and the schedule: student, branches,
+        optimizer state and step counter, EMA, loss scale."""
+        return [p for p in self.step.get_parameters()
+                if not p.name.startswith("teacher.") and p.name not in SCHEDULE_PARAMS]
 
     def _load_resume(self, path):
-        if path == "auto":
-            path = os.path.join(self.out_dir, RESUME_FILE)
+        cfg = self.cfg
         params = read_checkpoint(path)
-        epoch = int(params.pop("epoch").asnumpy()) if "epoch" in params else None
-        best = {k: float(params.pop(k).asnumpy()) for k in ("best_top1", "best_ema_top1") if k in params}
-        if epoch is None:
+        if "epoch" not in params:
             raise ValueError(f"checkpoint '{path}' is not a resume state (no 'epoch' entry); "
                              f"pass a {RESUME_FILE} written by train.py")
+        epoch = int(params.pop("epoch").asnumpy())
+        step = int(params.pop("step").asnumpy()) if "step" in params else 0
+        best = {k: float(params.pop(k).asnumpy()) for k in ("best_top1", "best_ema_top1") if k in params}
+        meta = {k[len("meta."):]: params.pop(k) for k in [k for k in params if k.startswith("meta.")]}
+        saved_cfg = json.loads(meta["config"]) if "config" in meta else {}
+        changed = self._compare_config(path, saved_cfg)
+        world = int(meta["world_size"].asnumpy()) if "world_size" in meta else self.group_size
+        if world != self.group_size:
+            raise ValueError(f"resume state '{path}' was made on {world} device(s); this run has {self.group_size} "
+                             f"(the world size cannot change on resume)")
+        saved_steps = int(meta["steps_per_epoch"].asnumpy()) if "steps_per_epoch" in meta else self.steps_per_epoch
+        if saved_steps != self.steps_per_epoch:
+            raise ValueError(f"resume state '{path}' was made with {saved_steps} steps per epoch; the train split now "
+                             f"gives {self.steps_per_epoch} (the data, train_subset or dataset changed)")
+        if epoch > cfg.epochs or (epoch == cfg.epochs and step > 0):
+            raise ValueError(f"key 'epochs': the resume state '{path}' is at epoch {epoch} step {step}, beyond "
+                             f"epochs={cfg.epochs}; epochs can grow on resume, not shrink below what is done")
+        for name in SCHEDULE_PARAMS:
+            params.pop(name, None)
         names = {p.name for p in self.resume_params()}
         state = {k: v for k, v in params.items() if k in names}
         unexpected = [k for k in params if k not in names]
@@ -106,81 +199,174 @@ class Trainer:
                 raise ValueError(f"resume state '{path}': '{p.name}' has shape {tuple(state[p.name].shape)}, "
                                  f"this run expects {tuple(p.shape)}")
         ms.load_param_into_net(self.step, state, strict_load=False)
-        self.start_epoch = epoch
+        self.epoch, self.step_in_epoch = epoch, step
         self.best["top1"] = best.get("best_top1", -1.0)
         self.best["ema_top1"] = best.get("best_ema_top1", -1.0)
-        self.on_event("resumed", {"path": path, "epoch": epoch})
+        self.history = [r for r in json.loads(meta["history"]) if r.get("epoch", 0) <= epoch] \
+            if "history" in meta else []
+        self.last_resume_point = path
+        self.on_event("resumed", {"path": path, "epoch": epoch, "step": step, "steps": self.steps_per_epoch,
+                                  "changed": changed, "finished": self.finished})
+
+    def _compare_config(self, path, saved):
+        """``[(key, saved value, current value)]`` of the keys that changed; ValueError for a fixed key."""
+        changed = []
+        for name, value in self.cfg.to_dict().items():
+            if name in NOT_COMPARED or name not in saved or _same(saved[name], value):
+                continue
+            if name in FIXED_ON_RESUME:
+                raise ValueError(f"key '{name}': the resume state '{path}' was made with {name}={saved[name]!r}, "
+                                 f"this run has {name}={value!r}; it cannot change on resume (set it back, or start "
+                                 f"a new run)")
+            changed.append((name, saved[name], value))
+        return changed
 
     def _save(self, name, params, extra=None):
         if self.is_main:
             return save_atomic(params, os.path.join(self.out_dir, name), append_dict=extra)
         return None
 
+    def _save_resume(self, epoch, step):
+        """A resume point: ``step`` steps of epoch ``epoch`` (0-based) are done (``step == steps_per_epoch``:
+        the epoch's evaluation and checkpoints are still to do)."""
+        extra = {"epoch": int(epoch), "step": int(step), "best_top1": float(self.best["top1"]),
+                 "best_ema_top1": float(self.best["ema_top1"]),
+                 "meta.config": json.dumps(self.cfg.to_dict()), "meta.world_size": int(self.group_size),
+                 "meta.steps_per_epoch": int(self.steps_per_epoch), "meta.history": json.dumps(self.history)}
+        path = self._save(RESUME_FILE, self.resume_params(), extra)
+        if path:
+            self.last_resume_point = f"{path} (epoch {epoch + 1} step {step}/{self.steps_per_epoch})" if step \
+                else f"{path} (end of epoch {epoch})"
+        return path or os.path.join(self.out_dir, RESUME_FILE)
+
+    def _write_metrics(self):
+        if self.is_main:
+            write_json_atomic(os.path.join(self.out_dir, METRICS_FILE),
+                              {"history": self.history, "best_top1": self.best["top1"],
+                               "epochs": self.cfg.epochs, "finished": self.finished})
+
     # evaluation -----------------------------------------------------------------------------------
-    def evaluate(self, params):
+    def evaluate(self, params, should_stop=None):
         load_into(self.eval_net, {d["name"]: d["data"] for d in params}, "the running student", "student")
-        return evaluate(self.eval_net, self._dataset("val", 0))
+        return self.evaluator(self._dataset("val", 0), should_stop)
 
     # loop -----------------------------------------------------------------------------------------
+    def _stop_requested(self, at_log_point):
+        if self.group_size == 1:
+            return bool(self.should_stop())
+        if not at_log_point:  # ranks agree at log points only: all must stop after the same step
+            return False
+        from mindspore import Tensor, ops
+
+        flag = Tensor(np.array([1.0 if self.should_stop() else 0.0], np.float32))
+        return bool(ops.AllReduce()(flag).asnumpy()[0] > 0)  # a sum: CPU collectives offer no max
+
     def fit(self):
+        """Train to ``cfg.epochs``; returns the history (one record per epoch, also of earlier processes)."""
+        if self._stop_requested(True):
+            raise RunInterrupted(self.epoch, self.step_in_epoch, self.steps_per_epoch, None)
+        while not self.finished:
+            self._run_epoch(self.epoch, self.step_in_epoch)
+        return self.history
+
+    def _read(self, epoch, first, done, t_interval, sums, log):
+        """Read the device sums of steps ``first+1 .. done`` of ``epoch``; stop on a non-finite step."""
+        stats = self.stats.read()
+        if stats["bad"] is not None:
+            raise FloatingPointError(self._nonfinite_message(epoch, first + stats["bad"]["index"], stats["bad"]))
+        steps = max(stats["steps"], 1)
+        sums["steps"] += stats["steps"]
+        sums["loss"] += stats["loss_sum"]
+        sums["overflows"] += stats["overflows"]
+        if log:
+            lr_index = min(max(stats["optimizer_step"] - 1, 0), len(self.lrs) - 1)
+            elapsed = time.time() - t_interval
+            self.on_event("step", {
+                "epoch": epoch + 1, "epochs": self.cfg.epochs, "step": done, "steps": self.steps_per_epoch,
+                "global_step": epoch * self.steps_per_epoch + done, "total_steps": self.total_steps,
+                "loss": stats["loss_sum"] / steps, "terms": {k: v / steps for k, v in stats["term_sums"].items()},
+                "lr": self.lrs[lr_index], "overflows": stats["overflows"], "scale": stats["scale"],
+                "interval_steps": stats["steps"], "interval_time": elapsed,
+            })
+
+    def _nonfinite_message(self, epoch, step, bad):
+        global_step = epoch * self.steps_per_epoch + step
+        values = " ".join(f"{n}={v:.4g}" for n, v in bad["terms"].items())
+        what = "loss" if not np.isfinite(bad["loss"]) else "gradients"
+        lr = self.lrs[min(bad["lr_index"], len(self.lrs) - 1)]
+        kept = (f"the last resume point {self.last_resume_point} is intact" if self.last_resume_point
+                else "nothing of this run was saved")
+        return (f"non-finite {what} at epoch {epoch + 1} step {step} (global step {global_step}): "
+                f"loss={bad['loss']:.4g} ({values}), lr={lr:.3g}; nothing was saved after it and {kept}. "
+                f"Lower lr, set clip_grad, or check the teacher checkpoint, then continue with resume=auto.")
+
+    def _run_epoch(self, epoch, start):
         cfg = self.cfg
-        total_steps = cfg.epochs * self.steps_per_epoch
-        history = []
-        for epoch in range(self.start_epoch, cfg.epochs):
-            data = self._dataset("train", epoch)
-            t_epoch = time.time()
-            seen = 0
-            for i, (images, labels) in enumerate(data.create_tuple_iterator(num_epochs=1)):
-                t0 = time.time()
-                loss, terms, overflow, scale = self.step(images, labels)
-                loss_v = float(loss.asnumpy())
-                global_step = epoch * self.steps_per_epoch + i
-                overflowed = bool(overflow.asnumpy())
-                # Without dynamic loss scaling a non-finite gradient is divergence, not a scale to lower.
-                if not math.isfinite(loss_v) or (overflowed and cfg.loss_scale_type != "dynamic"):
-                    values = " ".join(f"{n}={v:.4g}" for n, v in zip(self.term_names, terms.asnumpy().tolist()))
-                    what = "loss" if not math.isfinite(loss_v) else "gradients"
-                    raise FloatingPointError(
-                        f"non-finite {what} at epoch {epoch + 1} step {i + 1} (global step {global_step + 1}): "
-                        f"loss={loss_v:.4g} ({values}), "
-                        f"lr={self.lrs[global_step]:.3g}. Nothing was saved after the last good epoch in "
-                        f"{self.out_dir}. Lower lr, set clip_grad, or check the teacher checkpoint.")
-                seen += images.shape[0] * self.group_size
-                self.on_event("step", {
-                    "epoch": epoch + 1, "epochs": cfg.epochs, "step": i + 1, "steps": self.steps_per_epoch,
-                    "global_step": global_step + 1, "total_steps": total_steps, "loss": loss_v,
-                    "terms": dict(zip(self.term_names, terms.asnumpy().tolist())), "lr": self.lrs[global_step],
-                    "overflow": overflowed, "scale": float(scale.asnumpy()),
-                    "step_time": time.time() - t0, "epoch_time": time.time() - t_epoch, "images": seen,
-                })
-            record = {"epoch": epoch + 1, "epoch_time": time.time() - t_epoch,
-                      "images_per_s": seen / max(time.time() - t_epoch, 1e-9)}
-            is_last = epoch + 1 == cfg.epochs
-            # Only rank 0 evaluates (the whole val split); the others wait for it at the next gradient all-reduce.
-            if self.is_main and ((cfg.val_every > 0 and (epoch + 1) % cfg.val_every == 0) or is_last):
+        spe = self.steps_per_epoch
+        log_every = max(int(cfg.log_interval), 1)
+        save_every = int(cfg.save_every_steps)
+        sums = {"steps": 0, "loss": 0.0, "overflows": 0}
+        t_epoch = t_interval = time.time()
+        seen = 0
+        first = start
+        done = start
+        if start < spe:
+            for done, columns in enumerate(self._batches(epoch, start), start + 1):
+                self.stats(*columns)
+                seen += columns[0].shape[0] * self.group_size
+                global_step = epoch * spe + done
+                self.on_event("tick", {"epoch": epoch + 1, "epochs": cfg.epochs, "step": done, "steps": spe,
+                                       "global_step": global_step, "total_steps": self.total_steps,
+                                       "images": seen, "epoch_time": time.time() - t_epoch})
+                at_log = done % log_every == 0 or done == spe
+                at_save = save_every > 0 and global_step % save_every == 0 and done < spe
+                stop = self._stop_requested(at_log)
+                if at_log or at_save or stop:
+                    self._read(epoch, first, done, t_interval, sums, log=at_log)
+                    first, t_interval = done, time.time()
+                if at_save or stop:
+                    saved = self._save_resume(epoch, done)
+                    if stop:
+                        raise RunInterrupted(epoch, done, spe, saved)
+                if done >= spe:
+                    break
+            if done > first:  # a pipeline that ended early: read its last steps before the epoch closes
+                self._read(epoch, first, done, t_interval, sums, log=True)
+        elapsed = time.time() - t_epoch
+        record = {"epoch": epoch + 1, "epoch_time": elapsed}
+        if sums["steps"]:
+            record.update(train_loss=sums["loss"] / sums["steps"], images_per_s=seen / max(elapsed, 1e-9))
+        if sums["overflows"]:
+            record["overflow_steps"] = sums["overflows"]
+        is_last = epoch + 1 == cfg.epochs
+        # Only rank 0 evaluates (the whole val split); the others wait for it at the next gradient all-reduce.
+        if self.is_main and ((cfg.val_every > 0 and (epoch + 1) % cfg.val_every == 0) or is_last):
+            try:
                 record.update(self._evaluate_and_keep(epoch))
-            self._save("last.ckpt", student_params(self.student))
-            if cfg.rank_checkpoints:
-                save_atomic(student_params(self.student),
-                            os.path.join(self.out_dir, f"rank_{self.rank}", "last.ckpt"))
-            if self.step.ema:
-                self._save("last_ema.ckpt", ema_params(self.step))
-            self._save(RESUME_FILE, self.resume_params(),
-                       {"epoch": epoch + 1, "best_top1": float(self.best["top1"]),
-                        "best_ema_top1": float(self.best["ema_top1"])})
-            history.append(record)
-            self.on_event("epoch", record)
-        return history
+            except EvaluationStopped:
+                raise RunInterrupted(epoch, spe, spe, self._save_resume(epoch, spe)) from None
+        self._save("last.ckpt", student_params(self.student))
+        if cfg.rank_checkpoints:
+            save_atomic(student_params(self.student), os.path.join(self.out_dir, f"rank_{self.rank}", "last.ckpt"))
+        if self.step.ema:
+            self._save("last_ema.ckpt", ema_params(self.step))
+        self.history.append(record)
+        self._save_resume(epoch + 1, 0)
+        self.epoch, self.step_in_epoch = epoch + 1, 0
+        self._write_metrics()
+        self.on_event("epoch", record)
 
     def _evaluate_and_keep(self, epoch):
         out = {}
-        metrics = self.evaluate(student_params(self.student))
+        # with several ranks only rank 0 evaluates, so it must not stop on its own in the middle
+        should_stop = self.should_stop if self.group_size == 1 else None
+        metrics = self.evaluate(student_params(self.student), should_stop)
         out.update({f"val_{k}": v for k, v in metrics.items()})
         if metrics["top1"] > self.best["top1"]:
             self.best["top1"] = metrics["top1"]
             self._save("best.ckpt", student_params(self.student))
         if self.step.ema:
-            ema_metrics = self.evaluate(ema_params(self.step))
+            ema_metrics = self.evaluate(ema_params(self.step), should_stop)
             out.update({f"val_ema_{k}": v for k, v in ema_metrics.items()})
             if ema_metrics["top1"] > self.best["ema_top1"]:
                 self.best["ema_top1"] = ema_metrics["top1"]

@@ -1,0 +1,128 @@
+"""What a user meets first: --help everywhere, example paths that exist, scripts that find the project's
+Python, eval/export options limited to what they use, an ETA that is right after a resume."""
+import glob
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = sorted(p for p in glob.glob(os.path.join(ROOT, "scripts", "*.sh")) if not p.endswith("common.sh"))
+ENTRY_POINTS = ("train.py", "eval.py", "export.py")
+# a path into the repository, as written in help texts, docstrings, comments and configs
+REPO_PATH = re.compile(r"(?<![\w/.$-])((?:configs|scripts|tools|benchmarks|src|tests|docs|results)/[\w./-]*[\w-]"
+                       r"\.(?:yaml|yml|sh|py|md|json|png|txt))")
+
+
+def sh(*args, env=None):
+    return subprocess.run(list(args), cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("script", [os.path.basename(p) for p in SCRIPTS])
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_every_script_prints_its_usage(script, flag):
+    proc = sh("bash", os.path.join("scripts", script), flag)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Usage: bash scripts/" + script) and not proc.stderr
+
+
+@pytest.mark.parametrize("script", ENTRY_POINTS)
+def test_entry_points_print_usage_and_their_keys(script):
+    proc = sh(sys.executable, script, "-h")
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: "), proc.stderr
+    text = proc.stdout
+    assert "--config" in text and "--student" in text
+    if script == "train.py":
+        assert "--lr " in text and "--save_every_steps" in text and "--overwrite" in text
+    else:  # only the keys evaluation / export read
+        assert "--lr " not in text and "--epochs" not in text and "--distiller" not in text
+    if script == "export.py":
+        assert "--dataset" not in text
+        assert re.search(r"--file_format \{MINDIR,AIR,ONNX\}\s+MINDIR \(default", text)
+
+
+def test_every_example_path_in_help_texts_docstrings_and_configs_exists():
+    sources = [os.path.join(ROOT, p) for p in ENTRY_POINTS]
+    for pattern in ("scripts/*.sh", "src/**/*.py", "tools/*.py", "benchmarks/*.py", "configs/**/*.yaml"):
+        sources += glob.glob(os.path.join(ROOT, pattern), recursive=True)
+    checked, missing = 0, []
+    for path in sources:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                for ref in REPO_PATH.findall(line):
+                    checked += 1
+                    if not os.path.exists(os.path.join(ROOT, ref)):
+                        missing.append(f"{os.path.relpath(path, ROOT)}:{number}: {ref}")
+    assert checked > 10  # the scan finds the references it is meant to check
+    assert not missing, "\n".join(missing)
+
+
+def test_scripts_run_the_projects_venv_python_by_themselves(tmp_path):
+    """A copy of the repository's scripts next to a .venv whose python records how it was called."""
+    root = tmp_path / "repo"
+    shutil.copytree(os.path.join(ROOT, "scripts"), root / "scripts")
+    venv_python = root / ".venv" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    venv_python.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'called'}\n")
+    venv_python.chmod(venv_python.stat().st_mode | stat.S_IEXEC)
+    (root / "run.yaml").write_text("student: resnet10\n")
+    (root / "best.ckpt").write_bytes(b"x")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON"}
+    proc = subprocess.run(["bash", str(root / "scripts" / "run_eval.sh"), str(root / "run.yaml"),
+                           str(root / "best.ckpt")], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    called = (tmp_path / "called").read_text()
+    assert called.startswith("eval.py --config " + str(root / "run.yaml")) and "--checkpoint" in called
+    proc = subprocess.run(["bash", str(root / "scripts" / "run_eval.sh"), str(root / "run.yaml")],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: CONFIG and CHECKPOINT are required")
+
+
+def test_eta_counts_only_the_steps_this_process_ran():
+    sys.path.insert(0, ROOT)
+    import train
+
+    now = [0.0]
+    progress = train.Progress(is_main=True, clock=lambda: now[0])
+    # resumed at global step 50 of 100: the first step (with the graph compile) ends at t=30
+    now[0] = 30.0
+    assert progress.eta(51, 100) is None
+    now[0] = 40.0  # then 10 steps in 10 s
+    assert progress.eta(61, 100) == pytest.approx(39.0)
+
+
+def test_a_student_trained_alone_is_described_without_a_teacher():
+    sys.path.insert(0, ROOT)
+    import train
+    from src.config import load_config
+
+    alone = load_config(None, ["student=resnet10", "distiller=none", "dataset=fake"])
+    text = train._describe_run(alone, 1)
+    assert "resnet10 trained alone" in text and "None" not in text
+    pair = load_config(None, ["student=resnet10", "teacher=deit_tiny", "dataset=fake"])
+    assert "teacher deit_tiny, distiller ofa" in train._describe_run(pair, 2)
+
+
+def test_a_failed_graph_compile_is_one_line_with_its_report_outside_the_working_directory(tmp_path, monkeypatch):
+    import numpy as np
+
+    import mindspore as ms
+    from mindspore import nn
+
+    from src.cli import runtime_error_message, send_compile_reports_to
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MS_OM_PATH", raising=False)
+    send_compile_reports_to(str(tmp_path / "reports"))
+    ms.set_context(mode=ms.GRAPH_MODE)
+    with pytest.raises(RuntimeError) as excinfo:
+        nn.Conv2d(3, 4, 3)(ms.Tensor(np.zeros((1, 1, 8, 8), np.float32)))  # 1 channel into a 3-channel conv
+    message = runtime_error_message(excinfo.value)
+    assert "\n" not in message and message.startswith("graph compile failed: ") and "Conv2D" in message
+    assert str(tmp_path / "reports") in message
+    assert os.listdir(tmp_path) == ["reports"]  # nothing in the working directory itself
