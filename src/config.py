@@ -140,6 +140,12 @@ KEYS = {
     "amp_level": _k("str", "O0", "mixed precision level (O0 = float32)", choices=AMP_LEVELS),
     "loss_scale_type": _k("str", "none", "loss scaling under mixed precision", choices=LOSS_SCALE_TYPES),
     "loss_scale": _k("float", 1024.0, "static loss scale, or the initial dynamic one"),
+    # --- teacher-output cache (tools/cache_teacher.py, docs/teacher_cache.md)
+    "teacher_cache": _k("str", None, "train from this teacher-output cache: replay its views, build no teacher",
+                        nullable=True),
+    "teacher_cache_approx": _k("bool", False, "allow photometric/mixing augmentation with a cache (teacher outputs "
+                                              "of the cropped/flipped view only)"),
+    "teacher_cache_strict": _k("bool", False, "refuse a cache with fewer views than epochs (no view repeats)"),
 }
 
 DEFAULTS = {name: key.default for name, key in KEYS.items()}
@@ -387,6 +393,8 @@ def validate_config(values, where=None, origin="config"):
     stages = cfg["stages"]
     if len(set(stages)) != len(stages) or any(s not in (1, 2, 3, 4) for s in stages):
         _fail("stages", where, f"must be distinct stage numbers from 1..4, got {stages}")
+    if cfg["teacher_cache"] is not None and cfg["distiller"] == "none":
+        _fail("teacher_cache", where, "needs a distiller (distiller is none: there is no teacher to replace)")
     if len(cfg["eps"]) not in (1, len(stages) + 1):
         _fail("eps", where, f"needs 1 value or {len(stages) + 1} (one per stage + final logits), got {cfg['eps']}")
 

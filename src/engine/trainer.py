@@ -77,7 +77,7 @@ class Trainer:
             self._sources[split] = load_source(self.cfg, split)
         if split == "train":
             return create_dataset(self.cfg, split, rank=self.rank, group_size=self.group_size, start_epoch=epoch,
-                                  source=self._sources[split])
+                                  source=self._sources[split], teacher_outputs=self.distiller.teacher_outputs)
         return create_dataset(self.cfg, split, source=self._sources[split])
 
     # checkpoints ----------------------------------------------------------------------------------
@@ -130,9 +130,9 @@ class Trainer:
             data = self._dataset("train", epoch)
             t_epoch = time.time()
             seen = 0
-            for i, (images, labels) in enumerate(data.create_tuple_iterator(num_epochs=1)):
+            for i, columns in enumerate(data.create_tuple_iterator(num_epochs=1)):
                 t0 = time.time()
-                loss, terms, overflow, scale = self.step(images, labels)
+                loss, terms, overflow, scale = self.step(*columns)  # image, label (, cached teacher outputs)
                 loss_v = float(loss.asnumpy())
                 global_step = epoch * self.steps_per_epoch + i
                 overflowed = bool(overflow.asnumpy())
@@ -145,7 +145,7 @@ class Trainer:
                         f"loss={loss_v:.4g} ({values}), "
                         f"lr={self.lrs[global_step]:.3g}. Nothing was saved after the last good epoch in "
                         f"{self.out_dir}. Lower lr, set clip_grad, or check the teacher checkpoint.")
-                seen += images.shape[0] * self.group_size
+                seen += columns[0].shape[0] * self.group_size
                 self.on_event("step", {
                     "epoch": epoch + 1, "epochs": cfg.epochs, "step": i + 1, "steps": self.steps_per_epoch,
                     "global_step": global_step + 1, "total_steps": total_steps, "loss": loss_v,
