@@ -68,7 +68,11 @@ def build_teacher(cfg, load=True):
         return cached_teacher(cfg)
     if not cfg.teacher:
         raise ValueError(f"distiller '{cfg.distiller}' needs a teacher: set the 'teacher' key")
+    # The random init is replaced by the checkpoint; drawing it must not move the global RNG, so that an online
+    # run and a run from a teacher-output cache (no teacher) initialise student and branches alike.
+    rng_state = np.random.get_state()
     teacher = create_model(cfg.teacher, num_classes=cfg.num_classes, image_size=cfg.image_size)
+    np.random.set_state(rng_state)
     if load:
         if not cfg.teacher_ckpt:
             raise ValueError(f"distiller '{cfg.distiller}' needs trained teacher weights: set 'teacher_ckpt' "
