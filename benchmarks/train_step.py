@@ -105,7 +105,7 @@ def bench_config(args, name, family=None):
                  "num_classes": args.num_classes, "image_size": args.image_size, "batch_size": args.batch_size,
                  "stages": list(args.stages), "eps": [args.eps], "clip_grad": args.clip_grad, "ema": args.ema > 0,
                  "drop_path_rate": args.drop_path, "seed": args.seed, "mode": args.mode, "epochs": 1,
-                 "warmup_epochs": 0, "mixup": 0.0, "cutmix": 0.0, "amp_level": "O0"}
+                 "warmup_epochs": 0, "decay_epochs": 1, "mixup": 0.0, "cutmix": 0.0, "amp_level": "O0"}
     if args.ema > 0:
         overrides["ema_decay"] = args.ema
     if family is None:

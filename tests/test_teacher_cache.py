@@ -240,6 +240,38 @@ def test_cached_distiller_equals_online_distiller(name):
         np.testing.assert_allclose(g_c.asnumpy(), g_o.asnumpy(), rtol=1e-5, atol=1e-5 * np.abs(g_o.asnumpy()).max())
 
 
+def test_approximate_mode_augments_the_student_side_only(work):
+    """teacher_cache_approx: RandAugment, erasing and mixup/cutmix run on the replayed views; the teacher's
+    probabilities are mixed with the images' lambda."""
+    from src.engine.builders import build_teacher
+
+    extra = ["auto_augment=randaug-m9-mstd0.5-inc1", "re_prob=0.5", "mixup=0.8", "cutmix=1.0"]
+    with pytest.raises(ValueError, match="auto_augment=randaug-m9-mstd0.5-inc1, re_prob=0.5, mixup=0.8, cutmix=1"):
+        build_teacher(cached_config(work, *extra))
+    cfg = cached_config(work, *extra, "teacher_cache_approx=true")
+    assert build_teacher(cfg).name == "resnet10"
+    exact = create_dataset(cached_config(work), "train", start_epoch=2)
+    approx = create_dataset(cfg, "train", start_epoch=2)
+    mixed = 0
+    for (_, labels, logits), (images, soft, mixed_logits) in zip(
+            exact.create_tuple_iterator(num_epochs=1, output_numpy=True),
+            approx.create_tuple_iterator(num_epochs=1, output_numpy=True)):
+        assert images.shape == (4, 3, 16, 16) and soft.shape == (4, 10) and mixed_logits.shape == (4, 10)
+        np.testing.assert_allclose(soft.sum(1), 1.0, rtol=1e-5)
+        rows = [i for i in range(4) if labels[i] != labels[3 - i]]  # a row and its partner of another class
+        if not rows:
+            continue
+        # one lambda per batch: the row's own class has lam * 0.91 + (1 - lam) * 0.01
+        lam = np.full(4, (soft[rows[0], labels[rows[0]]] - 0.01) / 0.9)
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        q = np.exp(mixed_logits - mixed_logits.max(1, keepdims=True))
+        q /= q.sum(1, keepdims=True)
+        np.testing.assert_allclose(q, lam[:, None] * p + (1 - lam[:, None]) * p[::-1], atol=1e-5)
+        mixed += not np.allclose(lam, 1.0)
+    assert mixed > 0
+
+
 # ----------------------------------------------------------------------------- storage
 
 def test_manifest_and_memmapped_rows(work):

@@ -5,6 +5,8 @@ conversion), then the view's crop box resized to ``image_size`` with the recipe'
 kernel RandomResizedCrop uses) and its flip, then the transforms after the flip (normalisation, ...).
 So the image a cached teacher output was computed on is, bit for bit, the image the student trains on.
 """
+import threading
+
 import numpy as np
 
 import mindspore.dataset as ds
@@ -73,18 +75,33 @@ class ViewPairs:
         self.source, self.start, self.first, self.stop, self.views = source, start, first, stop, views
         self.seed, self.scale, self.ratio, self.hflip = seed, tuple(scale), tuple(ratio), hflip
         self.before, self.crop = before, crop
+        self._last = {}  # per worker thread: (index, image) of the last image read
 
     def __len__(self):
         return self.stop - self.first
 
+    def __getstate__(self):  # worker processes start with an empty memo
+        return dict(self.__dict__, _last={})
+
+    def _image(self, index):
+        """The image before the crop; a worker reading consecutive views of one image decodes it once."""
+        worker = threading.get_ident()
+        last = self._last.get(worker)
+        if last is not None and last[0] == index:
+            return last[1]
+        image, _ = self.source[index]
+        if self.crop is not None:
+            image = _apply(self.before, image)
+        self._last[worker] = (index, image)
+        return image
+
     def __getitem__(self, k):
         pair = self.first + int(k)
         index, view = self.start + pair // self.views, pair % self.views
-        image, _ = self.source[index]
+        image = self._image(index)
         if self.crop is None:  # network-ready [C, H, W] images: the whole image, never flipped
             box = (0, 0, image.shape[1], image.shape[2], 0)
         else:
-            image = _apply(self.before, image)
             box = draw_view(self.seed, index, view, image.shape[0], image.shape[1], self.scale, self.ratio, self.hflip)
             image = crop_and_flip(image, box, self.crop)
         return image, np.array(box, dtype=np.int32), np.int64(pair)
