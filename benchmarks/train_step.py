@@ -1,7 +1,11 @@
 """Step benchmark: images/s of one full OFA-KD training step on random data.
 
 One step = frozen teacher forward + student forward/backward + exit branches + losses + optimizer
-update, fused in ``src.engine.DistillTrainStep`` exactly as ``train.py`` runs it. Example::
+update, fused in ``src.engine.DistillTrainStep`` exactly as ``train.py`` runs it: models, distiller,
+optimizer and step come from train.py's builders (``src.engine.builders``), fed a config made of the
+flags on top of a recipe (``--config``, by default the ImageNet recipe of the student's family). With
+``--teacher-cache`` the step is fed the teacher's logits instead of running the teacher, as train.py runs
+with ``teacher_cache``. Example::
 
     python benchmarks/train_step.py --teacher deit_tiny --student resnet18 --distiller ofa \
         --image-size 224 --batch-size 16 --num-classes 100 --steps 10 --warmup 3 --mode graph --json OUT.json
@@ -29,16 +33,21 @@ import numpy as np  # noqa: E402
 import mindspore as ms  # noqa: E402
 from mindspore import nn, ops  # noqa: E402
 
-from src.distill import DISTILLERS, build_distiller  # noqa: E402
+from src.config import load_config  # noqa: E402
+from src.distill import DISTILLERS, CachedTeacher  # noqa: E402
 from src.distill.losses import cross_entropy, ofa_loss  # noqa: E402
-from src.engine import DistillTrainStep, create_optimizer, param_groups  # noqa: E402
-from src.models import create_model  # noqa: E402
+from src.engine.builders import build_run_distiller, build_student, build_teacher, build_train_step  # noqa: E402
 
 MODES = ("graph", "pynative")
 # a timed step this much slower than the median (and at least OUTLIER_EXTRA_S slower) looks like a recompile
 OUTLIER_FACTOR = 2.5
 OUTLIER_EXTRA_S = 1.0
-RECIPE_OPT = {"cnn": "sgd"}  # the published recipes: SGD for CNN students, AdamW for ViT/MLP students
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the published recipes: SGD for CNN students, AdamW for ViT/MLP students
+RECIPES = {"sgd": os.path.join(ROOT, "configs", "recipes", "imagenet_cnn.yaml"),
+           "adamw": os.path.join(ROOT, "configs", "recipes", "imagenet_vit_mlp.yaml")}
+CACHED = "-cache"  # suffix of a step fed cached teacher logits in --compare
+STEP_NAMES = tuple(DISTILLERS) + tuple(d + CACHED for d in DISTILLERS if d != "none")
 
 
 def build_arg_parser():
@@ -59,53 +68,105 @@ def build_arg_parser():
     p.add_argument("--workers", type=int, default=2, help="loader workers for --data")
     p.add_argument("--opt", default="auto", choices=("auto", "sgd", "adamw"),
                    help="optimizer; auto = the recipe's (sgd for CNN students, adamw otherwise)")
+    p.add_argument("--config", default=None, metavar="YAML",
+                   help="recipe giving the optimizer, learning rate and weight decay (default: configs/recipes/"
+                        "imagenet_cnn.yaml for sgd, imagenet_vit_mlp.yaml for adamw); the flags set the rest")
+    p.add_argument("--teacher-cache", action="store_true",
+                   help="feed the step the teacher's logits (as train.py does with teacher_cache) instead of "
+                        "running the teacher")
+    p.add_argument("--drop-path", type=float, default=0.0, help="student stochastic depth rate")
     p.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3, 4], help="OFA branch stages")
     p.add_argument("--eps", type=float, default=1.5, help="OFA exponent")
     p.add_argument("--clip-grad", type=float, default=0.0, help="global-norm clipping (0 = off)")
     p.add_argument("--ema", type=float, default=0.0, help="student EMA decay (0 = off)")
     p.add_argument("--profile", action="store_true",
                    help="also time teacher forward, student fwd / fwd+bwd, distiller fwd / fwd+bwd separately")
-    p.add_argument("--compare", nargs="+", default=[], choices=tuple(DISTILLERS), metavar="DISTILLER",
+    p.add_argument("--compare", nargs="+", default=[], choices=STEP_NAMES, metavar="DISTILLER",
                    help="also build these distillers for the same pair and time all steps round-robin "
-                        "(fair ratios on a loaded machine), e.g. --compare kd none")
+                        "(fair ratios on a loaded machine), e.g. --compare kd none; NAME-cache = the step fed "
+                        "cached teacher logits, e.g. --distiller ofa --compare ofa-cache")
     p.add_argument("--seed", type=int, default=0)
     return p
 
 
 # ------------------------------------------------------------------------------------------ building
 
+def step_name(args):
+    """Label of the main step: the distiller, with ``-cache`` when fed cached teacher logits."""
+    return args.distiller + (CACHED if args.teacher_cache else "")
+
+
+def bench_config(args, name, family=None):
+    """train.py's config for step ``name`` (a distiller, ``-cache`` suffixed when fed cached logits): the
+    recipe's optimizer settings, the flags for everything that shapes the step. ``family`` (the student's)
+    picks the recipe when neither ``--config`` nor ``--opt`` does."""
+    distiller = name[:-len(CACHED)] if name.endswith(CACHED) else name
+    overrides = {"dataset": "fake", "student": args.student, "teacher": args.teacher, "distiller": distiller,
+                 "num_classes": args.num_classes, "image_size": args.image_size, "batch_size": args.batch_size,
+                 "stages": list(args.stages), "eps": [args.eps], "clip_grad": args.clip_grad, "ema": args.ema > 0,
+                 "drop_path_rate": args.drop_path, "seed": args.seed, "mode": args.mode, "epochs": 1,
+                 "warmup_epochs": 0, "decay_epochs": 1, "mixup": 0.0, "cutmix": 0.0, "amp_level": "O0"}
+    if args.ema > 0:
+        overrides["ema_decay"] = args.ema
+    if family is None:
+        return load_config(None, overrides)
+    if args.opt != "auto":
+        overrides["opt"] = args.opt
+    return load_config(recipe_path(args, family), overrides)
+
+
+def recipe_path(args, family):
+    """``--config``, else the ImageNet recipe of ``--opt``, else of the student's family."""
+    if args.config:
+        return args.config
+    opt = args.opt if args.opt != "auto" else ("sgd" if family == "cnn" else "adamw")
+    return RECIPES[opt]
+
+
 def build(args, name=None):
-    """``(train_step, distiller, student, teacher, optimizer name)`` for distiller ``name`` (default
-    ``args.distiller``), in training mode."""
-    name = name or args.distiller
+    """``(train_step, distiller, student, teacher, optimizer name)`` for step ``name`` (default: the main
+    step), in training mode, built as train.py builds its run. ``teacher`` is None for ``none`` and for a
+    step fed cached logits (a ``CachedTeacher`` stands in)."""
+    name = name or step_name(args)
     ms.set_seed(args.seed)
-    student = create_model(args.student, num_classes=args.num_classes, image_size=args.image_size)
+    student = build_student(bench_config(args, name))  # the flags alone define the student
+    cfg = bench_config(args, name, family=student.family)
     teacher = None
-    if name != "none":
-        teacher = create_model(args.teacher, num_classes=args.num_classes, image_size=args.image_size)
-    kwargs = {}
-    if name == "ofa":
-        kwargs = dict(stages=tuple(args.stages), eps=(args.eps,))
-    distiller = build_distiller(name, student, teacher, num_classes=args.num_classes, **kwargs)
-    opt = args.opt if args.opt != "auto" else RECIPE_OPT.get(student.family, "adamw")
-    lr, wd = (0.1, 1e-4) if opt == "sgd" else (5e-4, 0.05)
-    # a per-step list, as train.py passes one: the optimizer then reads lr[global_step] inside the graph
-    lrs = [lr] * (args.warmup + args.steps + 2 * args.data_batches + 8)
-    optimizer = create_optimizer(opt, param_groups(distiller, wd), lrs)
-    step = DistillTrainStep(distiller, optimizer, clip_grad=args.clip_grad, ema_decay=args.ema)
+    if cfg.distiller != "none":
+        teacher = build_teacher(cfg, load=False)  # random weights: the speed does not depend on them
+        if name.endswith(CACHED):
+            teacher = CachedTeacher(cfg.teacher, cfg.num_classes, int(teacher.feature_dim))
+    distiller = build_run_distiller(cfg, student, teacher)
+    # train.py's per-step learning rates: the optimizer reads lr[global_step] inside the graph
+    steps = args.warmup + args.steps + 2 * args.data_batches + 8
+    step, _ = build_train_step(cfg, distiller, steps)
     step.set_train(True)
-    return step, distiller, student, teacher, opt
+    return step, distiller, student, teacher if not isinstance(teacher, CachedTeacher) else None, cfg.opt
+
+
+def step_inputs(name):
+    """How many batch columns step ``name`` takes: images, labels (, cached teacher logits)."""
+    return 3 if name.endswith(CACHED) else 2
 
 
 def random_batches(args, count=2):
-    """A few different random batches (cycled): new values every step must not recompile."""
+    """A few different random batches (cycled): new values every step must not recompile.
+
+    Columns: images, labels, teacher logits (read by steps fed cached teacher outputs only).
+    """
     rng = np.random.RandomState(args.seed)
     out = []
     for _ in range(count):
         x = rng.standard_normal((args.batch_size, 3, args.image_size, args.image_size)).astype(np.float32)
         y = rng.randint(0, args.num_classes, size=(args.batch_size,)).astype(np.int32)
-        out.append((ms.Tensor(x), ms.Tensor(y)))
+        z = 3.0 * rng.standard_normal((args.batch_size, args.num_classes)).astype(np.float32)
+        out.append((ms.Tensor(x), ms.Tensor(y), ms.Tensor(z)))
     return out
+
+
+def columns(batches, name):
+    """The batches cut to the columns step ``name`` takes."""
+    return [batch[:step_inputs(name)] for batch in batches]
 
 
 def count_params(params):
@@ -128,9 +189,9 @@ def time_calls(fn, batches, count):
     """
     wall, cpu, value = [], [], None
     for i in range(count):
-        x, y = batches[i % len(batches)]
+        batch = batches[i % len(batches)]
         t0, c0 = time.perf_counter(), time.process_time()
-        value = _sync(fn(x, y))
+        value = _sync(fn(*batch))
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     return wall, cpu, value
@@ -161,7 +222,7 @@ class _TeacherForward(nn.Cell):
         super().__init__(auto_prefix=False)
         self.teacher = distiller.teacher
 
-    def construct(self, images, labels):
+    def construct(self, images, labels, *cached):
         return self.teacher(images)
 
 
@@ -173,7 +234,7 @@ class _StudentForward(nn.Cell):
         self.student = student
         self.with_stages = with_stages
 
-    def construct(self, images, labels):
+    def construct(self, images, labels, *cached):
         if self.with_stages:
             logits, feats, _ = self.student.forward_with_stages(images)
             return logits, feats
@@ -185,7 +246,7 @@ class _StudentLoss(nn.Cell):
         super().__init__(auto_prefix=False)
         self.student = student
 
-    def construct(self, images, labels):
+    def construct(self, images, labels, *cached):
         return cross_entropy(self.student(images), labels, 0.1)
 
 
@@ -198,8 +259,8 @@ class _Grad(nn.Cell):
         self.weights = weights
         self.grad = ops.GradOperation(get_by_list=True)
 
-    def construct(self, images, labels):
-        grads = self.grad(self.net, self.weights)(images, labels)
+    def construct(self, images, labels, *cached):
+        grads = self.grad(self.net, self.weights)(images, labels, *cached)
         # depend on every gradient, or graph mode prunes the ones the output does not read
         return ops.depend(grads[0].sum(), grads)
 
@@ -217,7 +278,7 @@ class _BranchesLoss(nn.Cell):
         self.temperature = distiller.temperature
         self.stage_index = distiller.stage_index
 
-    def construct(self, images, labels):
+    def construct(self, images, labels, *cached):
         loss = ops.zeros((), ms.float32)
         for i in range(len(self.stage_index)):
             logits_b = self.branches[i](self.feats[self.stage_index[i]])
@@ -230,11 +291,12 @@ class _FirstOutput(nn.Cell):
         super().__init__(auto_prefix=False)
         self.net = net
 
-    def construct(self, images, labels):
-        return self.net(images, labels)[0]
+    def construct(self, images, labels, *cached):
+        return self.net(images, labels, *cached)[0]
 
 
 def profile_parts(args, step, distiller, student, batches):
+    batches = columns(batches, step_name(args))
     """Median seconds of each part of the step, every part compiled as its own graph.
 
     The parts and the full step are timed round-robin (one call of each per round), so a change in
@@ -290,25 +352,32 @@ def compare_distillers(args, step, batches):
 
     Returns per distiller the median wall / CPU seconds, and each one's ratio to the main distiller.
     """
-    steps = {args.distiller: step}
+    main = step_name(args)
+    steps = {main: step}
     for name in args.compare:
         if name not in steps:
             steps[name] = build(args, name)[0]
-            time_calls(steps[name], batches, 1 + max(args.warmup - 1, 0))  # compile + warm up
+            time_calls(steps[name], columns(batches, name), 1 + max(args.warmup - 1, 0))  # compile + warm up
     wall = {name: [] for name in steps}
     cpu = {name: [] for name in steps}
     for r in range(args.steps):
         for name, cell in steps.items():
-            wall_s, cpu_s, _ = time_calls(cell, batches[r % len(batches):], 1)
+            wall_s, cpu_s, _ = time_calls(cell, columns(batches[r % len(batches):], name), 1)
             wall[name].append(wall_s[0])
             cpu[name].append(cpu_s[0])
     out = {}
-    main_wall, main_cpu = statistics.median(wall[args.distiller]), statistics.median(cpu[args.distiller])
+    main_wall, main_cpu = statistics.median(wall[main]), statistics.median(cpu[main])
     for name in steps:
         w, c = statistics.median(wall[name]), statistics.median(cpu[name])
         out[name] = {"step_s_median": w, "cpu_s_median": c, "images_per_s": args.batch_size / w,
-                     "step_s": wall[name], f"{args.distiller}_over_this_wall": main_wall / w,
-                     f"{args.distiller}_over_this_cpu": main_cpu / c}
+                     "step_s": wall[name], f"{main}_over_this_wall": main_wall / w,
+                     f"{main}_over_this_cpu": main_cpu / c}
+    for name in steps:  # the teacher's share of an online step: what the cached step saves
+        if not name.endswith(CACHED) and name + CACHED in steps:
+            online, cached = out[name], out[name + CACHED]
+            out[name]["teacher_share_wall"] = 1.0 - cached["step_s_median"] / online["step_s_median"]
+            out[name]["teacher_share_cpu"] = 1.0 - cached["cpu_s_median"] / online["cpu_s_median"]
+            out[name]["cached_speedup_wall"] = online["step_s_median"] / cached["step_s_median"]
     return out
 
 
@@ -374,16 +443,22 @@ def run_benchmark(args):
     if args.steps < 1 or args.warmup < 1:
         raise ValueError(f"--steps and --warmup must be >= 1 (the first warm-up step compiles), "
                          f"got steps={args.steps}, warmup={args.warmup}")
+    if args.teacher_cache and args.distiller == "none":
+        raise ValueError("--teacher-cache needs a distiller with a teacher (got --distiller none)")
+    if args.teacher_cache and args.data:
+        raise ValueError("--data times the online loader; it cannot feed a step that takes cached teacher logits "
+                         "(drop --teacher-cache)")
     ms.set_context(mode=ms.GRAPH_MODE if args.mode == "graph" else ms.PYNATIVE_MODE)
     load_start = os.getloadavg()
     t_build = time.perf_counter()
     step, distiller, student, teacher, opt = build(args)
     build_s = time.perf_counter() - t_build
     batches = random_batches(args)
+    main_batches = columns(batches, step_name(args))
 
-    first_s = time_calls(step, batches, 1)[0][0]  # compiles (graph) or builds the op cache (PyNative)
+    first_s = time_calls(step, main_batches, 1)[0][0]  # compiles (graph) or builds the op cache (PyNative)
     compiles_after_first = graph_compiles(step)
-    rest, rest_cpu, loss = time_calls(step, batches, args.warmup - 1 + args.steps)
+    rest, rest_cpu, loss = time_calls(step, main_batches, args.warmup - 1 + args.steps)
     warm_s, timed, timed_cpu = rest[:args.warmup - 1], rest[args.warmup - 1:], rest_cpu[args.warmup - 1:]
     compiles_after_all = graph_compiles(step)
 
@@ -415,12 +490,14 @@ def run_benchmark(args):
                    "branches": count_params(distiller.branches.get_parameters()),
                    "teacher": count_params(teacher.get_parameters()) if teacher is not None else 0,
                    "trained": count_params(step.weights)},
-        "config": {"teacher": args.teacher if teacher is not None else None, "student": args.student,
-                   "distiller": args.distiller, "image_size": args.image_size, "batch_size": args.batch_size,
+        "config": {"teacher": args.teacher if args.distiller != "none" else None, "student": args.student,
+                   "distiller": args.distiller, "teacher_cache": args.teacher_cache, "step": step_name(args),
+                   "image_size": args.image_size, "batch_size": args.batch_size,
                    "num_classes": args.num_classes, "steps": args.steps, "warmup": args.warmup, "mode": args.mode,
                    "optimizer": opt, "stages": list(args.stages) if args.distiller == "ofa" else None,
                    "eps": args.eps if args.distiller == "ofa" else None, "clip_grad": args.clip_grad,
-                   "ema": args.ema, "seed": args.seed},
+                   "ema": args.ema, "drop_path": args.drop_path, "seed": args.seed,
+                   "recipe": recipe_path(args, student.family)},
         "machine": {"cpus": os.cpu_count(), "mindspore": ms.__version__,
                     "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
                     "loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())},
@@ -444,7 +521,8 @@ def run_benchmark(args):
 def summary_lines(result):
     cfg = result["config"]
     rec = result["recompilation"]
-    lines = [f"{cfg['teacher']} -> {cfg['student']} {cfg['distiller']} {cfg['mode']} "
+    fed = " (teacher logits fed from a cache)" if cfg["teacher_cache"] else ""
+    lines = [f"{cfg['teacher']} -> {cfg['student']} {cfg['distiller']}{fed} {cfg['mode']} "
              f"{cfg['image_size']}px batch {cfg['batch_size']} ({cfg['optimizer']}): "
              f"step {result['step_s_median']:.3f} s median, first step {result['first_step_s']:.1f} s "
              f"(compile ~{result['compile_s']:.1f} s), peak RSS {result['peak_rss_mb']:.0f} MB, "
@@ -457,11 +535,16 @@ def summary_lines(result):
         derived = ", ".join(f"{k} {v:.3f}" for k, v in result["profile"]["derived"].items())
         lines.append(f"profile (s): {parts}; derived: {derived}")
     if "compare" in result:
-        main = result["config"]["distiller"]
+        main = result["config"]["step"]
         lines.append("round-robin: " + ", ".join(
             f"{k} {v['step_s_median']:.3f} s (cpu {v['cpu_s_median']:.2f} s, {main}/{k} "
             f"{v[main + '_over_this_wall']:.2f}x wall, {v[main + '_over_this_cpu']:.2f}x cpu)"
             for k, v in result["compare"].items()))
+        for k, v in result["compare"].items():
+            if "teacher_share_wall" in v:
+                lines.append(f"teacher share of the online {k} step: {100 * v['teacher_share_wall']:.0f}% wall "
+                             f"({100 * v['teacher_share_cpu']:.0f}% cpu); cached step {v['cached_speedup_wall']:.2f}x "
+                             f"faster")
     if "data" in result:
         d = result["data"]
         lines.append(f"data: loader alone {d['loader_images_per_s']:.1f} images/s, fed to the step "

@@ -155,6 +155,12 @@ KEYS = {
     "rsd_weight": _k("float", 0.1, "RSD: weight of the redundancy-suppression term"),
     "rsd_kappa": _k("float", 0.01, "RSD: weight of the off-diagonal (decorrelation) entries"),
     "rsd_gamma": _k("int", 2, "RSD: projector hidden width = rsd_gamma x student feature width"),
+    # --- teacher-output cache (tools/cache_teacher.py, docs/teacher_cache.md)
+    "teacher_cache": _k("str", None, "train from this teacher-output cache: replay its views, build no teacher",
+                        nullable=True),
+    "teacher_cache_approx": _k("bool", False, "allow photometric/mixing augmentation with a cache (teacher outputs "
+                                              "of the cropped/flipped view only)"),
+    "teacher_cache_strict": _k("bool", False, "refuse a cache with fewer views than epochs (no view repeats)"),
 }
 
 DEFAULTS = {name: key.default for name, key in KEYS.items()}
@@ -423,6 +429,8 @@ def validate_config(values, where=None, origin="config", for_training=True):
     stages = cfg["stages"]
     if len(set(stages)) != len(stages) or any(s not in (1, 2, 3, 4) for s in stages):
         _fail("stages", where, f"must be distinct stage numbers from 1..4, got {stages}")
+    if cfg["teacher_cache"] is not None and cfg["distiller"] == "none":
+        _fail("teacher_cache", where, "needs a distiller (distiller is none: there is no teacher to replace)")
     if len(cfg["eps"]) not in (1, len(stages) + 1):
         _fail("eps", where, f"needs 1 value or {len(stages) + 1} (one per stage + final logits), got {cfg['eps']}")
 

@@ -80,6 +80,23 @@ def test_recompile_counter_sees_a_new_input_shape():
     assert outlier_steps([1.0, 1.5, 2.0], 1.0) == []
 
 
+@pytest.mark.slow
+def test_teacher_cache_step_round_robin_with_the_online_step(tmp_path):
+    lines, result = run_script(TINY + ["--distiller", "ofa", "--mode", "graph", "--teacher-cache", "--compare", "ofa",
+                                       "--steps", "3"], tmp_path)
+    assert FINAL_LINE.match(lines[-1]), lines[-1]
+    cfg = result["config"]
+    assert cfg["teacher_cache"] is True and cfg["step"] == "ofa-cache" and cfg["teacher"] == "deit_tiny"
+    assert cfg["optimizer"] == "sgd" and cfg["recipe"].endswith("imagenet_cnn.yaml")  # train.py's recipe
+    assert result["params"]["teacher"] == 0 and result["params"]["branches"] > 0  # no teacher in the step
+    compare = result["compare"]
+    assert set(compare) == {"ofa-cache", "ofa"} and len(compare["ofa"]["step_s"]) == 3
+    assert compare["ofa"]["cached_speedup_wall"] == pytest.approx(
+        compare["ofa"]["step_s_median"] / compare["ofa-cache"]["step_s_median"])
+    assert "teacher_share_wall" in compare["ofa"] and any(line.startswith("teacher share") for line in lines)
+    assert result["recompilation"]["recompiled_after_first_step"] is False
+
+
 def test_data_option_times_the_loader(tmp_path):
     rng = np.random.RandomState(0)
     for c in range(2):

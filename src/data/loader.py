@@ -1,4 +1,5 @@
-"""``create_dataset``: config -> sharded, augmented, batched MindSpore pipeline of (image, label).
+"""``create_dataset``: config -> sharded, augmented, batched MindSpore pipeline of (image, label)
+(plus the cached teacher outputs when the run trains from a teacher-output cache).
 
 Output columns ``image`` float32 ``[B, C, image_size, image_size]`` and ``label``: int32 ``[B]``, or
 float32 ``[B, num_classes]`` soft labels when mixup/cutmix is on (train only). Every batch is full
@@ -15,8 +16,10 @@ from .cifar import read_cifar
 from .fake import FakeSource
 from .folder import load_image_folder
 from .idx import read_mnist
+from .replay import replay_pipeline
 from .sampler import EpochShardSampler, PaddedValSampler
 from .source import ArraySource, balanced_subset
+from .teacher_cache import open_teacher_cache
 from .transforms import build_image_transforms, build_mixup
 
 SPLITS = ("train", "val")
@@ -57,25 +60,32 @@ def load_source(cfg, split):
     return source
 
 
-def create_dataset(cfg, split, rank=0, group_size=1, start_epoch=0, source=None):
+def create_dataset(cfg, split, rank=0, group_size=1, start_epoch=0, source=None, teacher_outputs=("logits",)):
     """Batched pipeline of one rank's shard of ``split`` ("train" or "val").
 
     One pipeline serves all epochs: iterate it with ``create_tuple_iterator(num_epochs=...)``; epoch
     k of a train pipeline reads the sample order of epoch ``start_epoch + k`` (pass the epoch a
     resumed run starts at). Random augmentation draws come from MindSpore's and numpy's seeds.
+
+    With ``teacher_cache`` set, the train split replays the cache's views (see ``src.data.replay``) and
+    has one more column per name in ``teacher_outputs``: ``teacher_logits`` [B, C], ``teacher_feature``
+    [B, D] (float32).
     """
     _check_split(split)
     is_train = split == "train"
+    cache = open_teacher_cache(cfg["teacher_cache"]) if is_train and cfg.get("teacher_cache") else None
     source = source if source is not None else load_source(cfg, split)
     batch_size = cfg["batch_size"] if is_train else (cfg["val_batch_size"] or cfg["batch_size"])
     if is_train:
         sampler = EpochShardSampler(len(source), rank, group_size, shuffle=True,
-                                    seed=cfg["seed"], start_epoch=start_epoch)
+                                    seed=cfg["seed"], start_epoch=start_epoch, with_epoch=cache is not None)
         if sampler.num_samples < batch_size:
             raise ValueError(f"batch_size {batch_size} is larger than the {sampler.num_samples} train samples "
                              f"of each of the {group_size} shard(s) of {cfg['dataset']}")
     else:
         sampler = PaddedValSampler(len(source), rank, group_size, batch_size)
+    if cache is not None:
+        return replay_pipeline(cfg, source, cache, sampler, batch_size, teacher_outputs)
     decodes_files = not source.chw_float and cfg["dataset"] == "imagefolder"
     pipeline = ds.GeneratorDataset(
         source, ["image", "label"], sampler=sampler,

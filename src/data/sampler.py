@@ -39,7 +39,7 @@ class EpochShardSampler(ds.Sampler):
     plain iterables, which it also iterates while building the pipeline.)
     """
 
-    def __init__(self, num_items, rank=0, group_size=1, shuffle=True, seed=0, start_epoch=0):
+    def __init__(self, num_items, rank=0, group_size=1, shuffle=True, seed=0, start_epoch=0, with_epoch=False):
         if num_items < 1:
             raise ValueError("cannot sample from an empty dataset")
         if not 0 <= rank < group_size:
@@ -47,9 +47,12 @@ class EpochShardSampler(ds.Sampler):
         super().__init__(num_samples=math.ceil(num_items / group_size))
         self.num_items, self.rank, self.group_size = num_items, rank, group_size
         self.shuffle, self.seed, self.epoch = shuffle, seed, start_epoch
+        self.with_epoch = with_epoch  # yield epoch * num_items + index: a source that replays per-epoch views
 
     def __iter__(self):
         indices = shard_indices(self.num_items, self.rank, self.group_size, self.shuffle, self.seed, self.epoch)
+        if self.with_epoch:
+            indices = indices + self.epoch * self.num_items
         self.epoch += 1
         return iter(indices.tolist())
 

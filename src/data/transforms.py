@@ -67,6 +67,23 @@ def build_image_transforms(cfg, is_training):
     return ops
 
 
+def build_replay_transforms(cfg, photometric=True):
+    """The train transforms split around their random geometry: ``(before, crop, after)``.
+
+    ``crop`` is the RandomResizedCrop op (its ``size`` and ``interpolation`` serve to replay a given box);
+    the horizontal flip after it is dropped (a replayed view brings its own flag). ``photometric=False``
+    leaves out colour jitter, auto-augment and random erasing: what the teacher of a cache sees.
+    """
+    if not photometric:
+        cfg = dict(cfg, color_jitter=0.0, auto_augment=None, re_prob=0.0)
+    ops = build_image_transforms(cfg, True)
+    at = next(i for i, op in enumerate(ops) if isinstance(op, vision.RandomResizedCrop))
+    after = ops[at + 1:]
+    if after and isinstance(after[0], vision.RandomHorizontalFlip):
+        after = after[1:]
+    return ops[:at], ops[at], after
+
+
 def build_mixup(cfg):
     """mindcv's batch-level ``Mixup`` for the recipe, or None when mixup and cutmix are off.
 

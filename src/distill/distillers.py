@@ -1,10 +1,14 @@
 """Distillers: a student, a frozen teacher and the loss terms of one method, fused in one Cell.
 
-``construct(images, labels)`` returns ``(total_loss, terms)`` where ``terms`` is a float32
+``construct(images, labels, *cached)`` returns ``(total_loss, terms)`` where ``terms`` is a float32
 tensor of the weighted loss terms, one per name in the distiller's ``term_names`` (e.g.
 ``("gt", "kd", "ofa")`` for OFA), so a training step can log every term without a second forward.
 Every trainable cell besides the student (OFA exit branches, the RSD projector) sits in ``branches``:
 the optimizer, mixed precision and resume states take them from there, and none of them is exported.
+
+The teacher's outputs a method uses are named in ``teacher_outputs`` ("logits", "feature"). Built with a
+model as teacher, the distiller runs it (frozen) and ignores ``cached``; built with a ``CachedTeacher``
+(a teacher-output cache), no teacher exists and ``cached`` are those outputs, one batch column each.
 """
 import math
 
@@ -14,7 +18,7 @@ from mindspore import nn, ops
 from .branches import build_branch
 from .losses import cross_entropy, dist_loss, dkd_loss, kd_loss, ofa_loss, rsd_loss
 from .projector import RSDProjector
-from .teacher import FrozenTeacher
+from .teacher import CachedTeacher, FrozenTeacher
 
 TERM_NAMES = ("gt", "kd", "ofa")  # the terms of OFA, the fullest of the logit methods
 
@@ -26,38 +30,59 @@ def _check_weights(loss_weights):
     return weights
 
 
-class StudentOnly(nn.Cell):
+class Distiller(nn.Cell):
+    """Base of the distillers: where the teacher's outputs come from."""
+
+    needs_teacher = True
+    teacher_outputs = ("logits",)
+
+    def _set_teacher(self, teacher):
+        self.from_cache = isinstance(teacher, CachedTeacher)
+        self.teacher = FrozenTeacher(teacher, self.teacher_outputs) if teacher is not None and not self.from_cache \
+            else None
+
+    def teacher_inputs(self, images, cached):
+        """The teacher's ``teacher_outputs`` on ``images``: the frozen teacher's, or the cached batch columns."""
+        if self.from_cache:
+            out = ()
+            for value in cached:
+                out = out + (ops.stop_gradient(value),)
+            return out
+        return self.teacher.outputs(images)
+
+
+class StudentOnly(Distiller):
     """``none``: the student trained alone with (smoothed) cross-entropy."""
 
     needs_teacher = False
+    teacher_outputs = ()
     term_names = ("gt",)
 
     def __init__(self, student, teacher=None, num_classes=None, label_smoothing=0.1,
                  loss_weights=(1.0, 1.0, 1.0), **unused):
         super().__init__()
         self.student = student
-        self.teacher = None
+        self._set_teacher(None)
         self.label_smoothing = float(label_smoothing)
         self.w_gt = _check_weights(loss_weights)[0]
         self.branches = nn.CellList()
 
-    def construct(self, images, labels):
+    def construct(self, images, labels, *cached):
         logits = self.student(images)
         loss_gt = self.w_gt * cross_entropy(logits, labels, self.label_smoothing)
         return loss_gt, ops.stack((loss_gt,))
 
 
-class LogitDistiller(nn.Cell):
+class LogitDistiller(Distiller):
     """Base of the logit-only methods: ``gt`` term plus one ``kd`` term from ``distill_term``."""
 
-    needs_teacher = True
     term_names = ("gt", "kd")
 
     def __init__(self, student, teacher, num_classes=None, label_smoothing=0.1,
                  loss_weights=(1.0, 1.0, 1.0), temperature=1.0, **unused):
         super().__init__()
         self.student = student
-        self.teacher = FrozenTeacher(teacher)
+        self._set_teacher(teacher)
         self.label_smoothing = float(label_smoothing)
         self.w_gt, self.w_kd, _ = _check_weights(loss_weights)
         self.temperature = float(temperature)
@@ -66,8 +91,8 @@ class LogitDistiller(nn.Cell):
     def distill_term(self, logits_s, logits_t, labels):
         raise NotImplementedError
 
-    def construct(self, images, labels):
-        logits_t = self.teacher(images)
+    def construct(self, images, labels, *cached):
+        logits_t = self.teacher_inputs(images, cached)[0]
         logits_s = self.student(images)
         loss_gt = self.w_gt * cross_entropy(logits_s, labels, self.label_smoothing)
         loss_kd = self.w_kd * self.distill_term(logits_s, logits_t, labels)
@@ -105,13 +130,12 @@ class DKDDistiller(LogitDistiller):
         return dkd_loss(logits_s, logits_t, labels, self.alpha, self.beta, self.temperature)
 
 
-class OFADistiller(nn.Cell):
+class OFADistiller(Distiller):
     """OFA-KD: exit branches on chosen student stages, all pulled to the teacher's logits.
 
     total = w_gt * CE(z_s, y) + w_kd * ofa(z_s, z_t, eps[-1]) + w_ofa * sum_j ofa(branch_j(f_j), z_t, eps[j])
     """
 
-    needs_teacher = True
     term_names = TERM_NAMES
 
     def __init__(self, student, teacher, num_classes, stages=(1, 2, 3, 4), eps=(1.0,), temperature=1.0,
@@ -132,7 +156,7 @@ class OFADistiller(nn.Cell):
         if float(temperature) <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.student = student
-        self.teacher = FrozenTeacher(teacher)
+        self._set_teacher(teacher)
         self.stages = stages
         self.stage_index = tuple(s - 1 for s in stages)
         self.branch_eps = eps[:-1]
@@ -147,8 +171,8 @@ class OFADistiller(nn.Cell):
             build_branch(student, stage, shapes[stage - 1], teacher_dim, num_classes) for stage in stages
         ])
 
-    def construct(self, images, labels):
-        logits_t = self.teacher(images)
+    def construct(self, images, labels, *cached):
+        logits_t = self.teacher_inputs(images, cached)[0]
         logits_s, feats, _ = self.student.forward_with_stages(images)
         loss_gt = self.w_gt * cross_entropy(logits_s, labels, self.label_smoothing)
         loss_kd = self.w_kd * ofa_loss(logits_s, logits_t, labels, self.final_eps, self.temperature)
@@ -169,7 +193,7 @@ def _check_rsd(weight, kappa):
     return weight, kappa
 
 
-class RSDDistiller(nn.Cell):
+class RSDDistiller(Distiller):
     """RSD (Zhang et al., ICCV 2025): the projected pooled student feature decorrelated against the teacher's.
 
     total = w_gt * CE(z_s, y) + w_rsd * rsd(P(f_s), f_t), with f_s, f_t the pooled final features and P the
@@ -177,21 +201,21 @@ class RSDDistiller(nn.Cell):
     on each device's own batch.
     """
 
-    needs_teacher = True
+    teacher_outputs = ("feature",)
     term_names = ("gt", "rsd")
 
     def __init__(self, student, teacher, num_classes=None, rsd_weight=0.1, rsd_kappa=0.01, rsd_gamma=2,
                  loss_weights=(1.0, 1.0, 1.0), label_smoothing=0.1, **unused):
         super().__init__()
         self.student = student
-        self.teacher = FrozenTeacher(teacher)
+        self._set_teacher(teacher)
         self.label_smoothing = float(label_smoothing)
         self.w_gt = _check_weights(loss_weights)[0]
         self.w_rsd, self.kappa = _check_rsd(rsd_weight, rsd_kappa)
         self.branches = nn.CellList([RSDProjector(student.feature_dim, teacher.feature_dim, rsd_gamma)])
 
-    def construct(self, images, labels):
-        _, feat_t = self.teacher.logits_and_feature(images)
+    def construct(self, images, labels, *cached):
+        feat_t = self.teacher_inputs(images, cached)[0]
         logits_s, _, feat_s = self.student.forward_with_stages(images)
         loss_gt = self.w_gt * cross_entropy(logits_s, labels, self.label_smoothing)
         loss_rsd = self.w_rsd * rsd_loss(self.branches[0](feat_s), feat_t, self.kappa)
@@ -204,6 +228,7 @@ class OFARSDDistiller(OFADistiller):
     The teacher runs once and gives both its logits (OFA) and its pooled feature (RSD).
     """
 
+    teacher_outputs = ("logits", "feature")
     term_names = ("gt", "kd", "ofa", "rsd")
 
     def __init__(self, student, teacher, num_classes, rsd_weight=0.1, rsd_kappa=0.01, rsd_gamma=2, **kwargs):
@@ -212,8 +237,8 @@ class OFARSDDistiller(OFADistiller):
         self.projector_index = len(self.branches)
         self.branches.append(RSDProjector(student.feature_dim, teacher.feature_dim, rsd_gamma))
 
-    def construct(self, images, labels):
-        logits_t, feat_t = self.teacher.logits_and_feature(images)
+    def construct(self, images, labels, *cached):
+        logits_t, feat_t = self.teacher_inputs(images, cached)
         logits_s, feats, feat_s = self.student.forward_with_stages(images)
         loss_gt = self.w_gt * cross_entropy(logits_s, labels, self.label_smoothing)
         loss_kd = self.w_kd * ofa_loss(logits_s, logits_t, labels, self.final_eps, self.temperature)
@@ -238,7 +263,10 @@ DISTILLERS = {
 
 
 def build_distiller(name, student, teacher=None, num_classes=None, **kwargs):
-    """Build a distiller by name; every check on its arguments happens here, before any graph compiles."""
+    """Build a distiller by name; every check on its arguments happens here, before any graph compiles.
+
+    ``teacher``: a model (run frozen in every step), or a ``CachedTeacher`` (its outputs come with the batch).
+    """
     if name not in DISTILLERS:
         raise ValueError(f"unknown distiller '{name}'; choose one of: {', '.join(DISTILLERS)}")
     cls = DISTILLERS[name]
@@ -254,4 +282,9 @@ def build_distiller(name, student, teacher=None, num_classes=None, **kwargs):
         if int(teacher.num_classes) != int(num_classes):
             raise ValueError(f"teacher '{type(teacher).__name__}' has {teacher.num_classes} classes "
                              f"but the student has {num_classes}: they must predict the same classes")
+        if isinstance(teacher, CachedTeacher):
+            missing = [n for n in cls.teacher_outputs if n not in teacher.outputs]
+            if missing:
+                raise ValueError(f"distiller '{name}' needs the teacher's {', '.join(missing)}, which the teacher "
+                                 f"cache does not hold (it has {', '.join(teacher.outputs)}); make it with --features")
     return cls(student, teacher, num_classes=int(num_classes), **kwargs)

@@ -1,5 +1,18 @@
-"""A frozen teacher: eval mode forever, no gradients, no trainable parameters."""
+"""The teacher of a distiller: a frozen model, or its outputs read from a teacher-output cache."""
+from dataclasses import dataclass
+
 from mindspore import nn, ops
+
+# what a teacher can hand a distiller: its logits, and its pooled final feature (forward_with_stages(x)[2])
+TEACHER_OUTPUTS = ("logits", "feature")
+
+
+def check_output_names(names):
+    names = tuple(names)
+    unknown = [n for n in names if n not in TEACHER_OUTPUTS]
+    if unknown:
+        raise ValueError(f"unknown teacher output(s) {unknown}; a teacher gives {', '.join(TEACHER_OUTPUTS)}")
+    return names
 
 
 class FrozenTeacher(nn.Cell):
@@ -8,11 +21,15 @@ class FrozenTeacher(nn.Cell):
     ``set_train(True)`` on any ancestor reaches every child through ``add_flags_recursive``;
     this cell rewrites that flag to ``training=False`` so the teacher's BatchNorm keeps its
     statistics and its dropout / drop-path stay off.
+
+    ``construct(x)`` returns the logits; ``outputs(x)`` the outputs named in ``outputs`` (a tuple).
     """
 
-    def __init__(self, net):
+    def __init__(self, net, outputs=("logits",)):
         super().__init__()
         self.net = net
+        self.output_names = check_output_names(outputs)
+        self.with_feature = "feature" in self.output_names
         for param in self.net.get_parameters():
             param.requires_grad = False
         self.net.set_train(False)
@@ -25,7 +42,29 @@ class FrozenTeacher(nn.Cell):
     def construct(self, x):
         return ops.stop_gradient(self.net(x))
 
-    def logits_and_feature(self, x):
-        """The teacher's logits and pooled final feature ``[B, D_t]`` from one forward, both without gradient."""
+    def outputs(self, x):
+        """The teacher's outputs named in ``output_names``, in that order, without gradient."""
+        if not self.with_feature:
+            return (ops.stop_gradient(self.net(x)),)
         logits, _, pooled = self.net.forward_with_stages(x)
-        return ops.stop_gradient(logits), ops.stop_gradient(pooled)
+        out = ()
+        for name in self.output_names:
+            if name == "logits":
+                out = out + (ops.stop_gradient(logits),)
+            else:
+                out = out + (ops.stop_gradient(pooled),)
+        return out
+
+
+@dataclass(frozen=True)
+class CachedTeacher:
+    """Stands for a teacher whose outputs come with the batch (a teacher-output cache): nothing is built.
+
+    Distillers read what they would read off the model: ``num_classes``, ``feature_dim`` (the width of
+    the pooled feature) and which ``outputs`` the cache holds.
+    """
+
+    name: str
+    num_classes: int
+    feature_dim: int
+    outputs: tuple = ("logits",)

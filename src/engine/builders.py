@@ -6,7 +6,8 @@ import numpy as np
 
 import mindspore as ms
 
-from src.distill import build_distiller
+from src.data.teacher_cache import file_sha256, open_teacher_cache
+from src.distill import CachedTeacher, build_distiller
 from src.models import create_model
 
 from .checkpoint import load_model_checkpoint
@@ -62,16 +63,43 @@ def build_student(cfg):
 
 
 def build_teacher(cfg, load=True):
-    """The teacher with its checkpoint loaded (required: a random teacher teaches nothing)."""
+    """The teacher with its checkpoint loaded (required: a random teacher teaches nothing), or with
+    ``teacher_cache`` set the ``CachedTeacher`` standing for it."""
+    if cfg.teacher_cache:
+        return cached_teacher(cfg)
     if not cfg.teacher:
         raise ValueError(f"distiller '{cfg.distiller}' needs a teacher: set the 'teacher' key")
+    # The random init is replaced by the checkpoint; drawing it must not move the global RNG, so that an online
+    # run and a run from a teacher-output cache (no teacher) initialise student and branches alike.
+    rng_state = np.random.get_state()
     teacher = create_model(cfg.teacher, num_classes=cfg.num_classes, image_size=cfg.image_size)
+    np.random.set_state(rng_state)
     if load:
         if not cfg.teacher_ckpt:
             raise ValueError(f"distiller '{cfg.distiller}' needs trained teacher weights: set 'teacher_ckpt' "
                              f"to a MindSpore checkpoint of '{cfg.teacher}' (see tools/convert_checkpoint.py)")
         load_model_checkpoint(teacher, cfg.teacher_ckpt, what=f"teacher '{cfg.teacher}'")
     return teacher
+
+
+def cached_teacher(cfg):
+    """The teacher of ``cfg.teacher_cache`` after checking the cache against the run: nothing is built or loaded.
+
+    The teacher checkpoint is compared (SHA-256) when ``teacher_ckpt`` is set; the split is checked
+    when the train pipeline is made.
+    """
+    cache = open_teacher_cache(cfg.teacher_cache)
+    cache.check_run(cfg, teacher_sha256=file_sha256(cfg.teacher_ckpt) if cfg.teacher_ckpt else None)
+    m = cache.manifest
+    params = m["teacher_params"]
+    log.info("teacher-output cache %s: %d views per image of %d images; teacher %s not built (%.2f M parameters, "
+             "%.0f MB of float32 weights not in memory; no teacher forward in the step)%s", cache.path, cache.views,
+             cache.num_images, m["teacher"], params / 1e6, params * 4 / 2**20,
+             "" if cfg.teacher_ckpt else "; teacher_ckpt unset, so the checkpoint was not compared")
+    if cache.views < cfg.epochs:
+        log.info("teacher-output cache: %d views for %d epochs, so views repeat (every view is used before any "
+                 "repeats); teacher_cache_strict refuses this", cache.views, cfg.epochs)
+    return CachedTeacher(m["teacher"], cache.num_classes, int(m["teacher_feature_dim"]), tuple(cache.outputs))
 
 
 def build_run_distiller(cfg, student, teacher):

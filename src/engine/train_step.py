@@ -1,5 +1,8 @@
 """One fused training step: forward (teacher + student + branches + losses), backward, update.
 
+The step takes every column of a batch: ``images, labels`` and, when the run trains from a teacher-output
+cache, the cached teacher outputs (the distiller reads them instead of running a teacher).
+
 Owns loss scaling (static, or dynamic with overflow skip), global-norm gradient clipping,
 data-parallel gradient averaging and the EMA of the student. Everything compiles in GRAPH_MODE.
 """
@@ -33,7 +36,7 @@ def _ema_update_one(decay, ema, weight):
 
 
 class DistillTrainStep(nn.Cell):
-    """``construct(images, labels) -> (loss, terms, overflow, scale)``.
+    """``construct(images, labels, *cached) -> (loss, terms, overflow, scale)``.
 
     Args:
         distiller: a cell returning ``(loss, terms)`` (see ``src.distill.build_distiller``).
@@ -85,11 +88,11 @@ class DistillTrainStep(nn.Cell):
             self.ema_source = ms.ParameterTuple([])
             self.ema_weights = ms.ParameterTuple([])
 
-    def construct(self, images, labels):
-        loss, terms = self.network(images, labels)
+    def construct(self, *inputs):
+        loss, terms = self.network(*inputs)
         scale = self.scale_sense
         sens = (ops.fill(loss.dtype, loss.shape, 1.0) * scale.astype(loss.dtype), ops.zeros_like(terms))
-        grads = self.grad(self.network, self.weights)(images, labels, sens)
+        grads = self.grad(self.network, self.weights)(*inputs, sens)
         if self.use_reducer:
             grads = self.reducer(grads)
         if self.scaled:

@@ -144,7 +144,7 @@ class Trainer:
             self._sources[split] = load_source(self.cfg, split)
         if split == "train":
             return create_dataset(self.cfg, split, rank=self.rank, group_size=self.group_size, start_epoch=epoch,
-                                  source=self._sources[split])
+                                  source=self._sources[split], teacher_outputs=self.distiller.teacher_outputs)
         return create_dataset(self.cfg, split, source=self._sources[split])
 
     def _batches(self, epoch, start):
