@@ -123,8 +123,8 @@ def test_window_plan_shrinks_windows_on_small_maps():
     assert stage_windows(64, window_size=8) == [(16, 8, 4), (8, 8, 0), (4, 4, 0), (2, 2, 0)]
 
 
-# with window 7 only multiples of 224 work: 32 and 64 px give a 8 / 16 px first stage
-@pytest.mark.parametrize("size,bad", [(100, "100"), (32, "32"), (64, "64"), (0, "0")])
+# any multiple of 32 works (stages padded to whole windows); anything else cannot be merged down to stage 4
+@pytest.mark.parametrize("size,bad", [(100, "100"), (48, "48"), (16, "16"), (0, "0")])
 def test_bad_image_size_raises_value_error_naming_it(size, bad):
     with pytest.raises(ValueError, match=f"image_size {bad} "):
         create_model("swin_pico", num_classes=10, image_size=size)
@@ -134,8 +134,9 @@ def test_stage_shapes_rejects_bad_size():
     net = create_model("swin_pico", num_classes=10, image_size=32, window_size=4)
     assert net.stage_shapes() == [(64, 48), (16, 96), (4, 192), (1, 384)]
     assert net.stage_shapes(64) == [(256, 48), (64, 96), (16, 192), (4, 384)]
-    with pytest.raises(ValueError, match="image_size 96 "):
-        net.stage_shapes(96)  # stage 3 at 6 px is neither <= 4 nor a multiple of 4
+    assert net.stage_shapes(96) == [(576, 48), (144, 96), (36, 192), (9, 384)]  # stages padded to windows
+    with pytest.raises(ValueError, match="image_size 40 "):
+        net.stage_shapes(40)
 
 
 # ---- forwards ----
@@ -190,8 +191,8 @@ def test_shifted_window_mask_matches_independent_construction():
     for res, window, shift in [(8, 4, 2), (14, 7, 3), (12, 4, 2)]:
         np.testing.assert_array_equal(shifted_window_mask(res, window, shift), np_window_mask(res, window, shift))
     block = SwinBlock(8, 2, res=8, window=4, shift=2)
-    assert block.attn.attn_mask.shape == (1, 4, 1, 16, 16)
-    np.testing.assert_array_equal(block.attn.attn_mask.asnumpy()[0, :, 0], np_window_mask(8, 4, 2))
+    assert block.attn.attn_mask.shape == (4, 1, 16, 16)
+    np.testing.assert_array_equal(block.attn.attn_mask.asnumpy()[:, 0], np_window_mask(8, 4, 2))
     # only the last window row/column mixes regions: window 0 is all zeros, window 3 has 4 regions
     assert (np_window_mask(8, 4, 2)[0] == 0).all() and (np_window_mask(8, 4, 2)[3] == 0).sum() == 4 * 16
 

@@ -7,7 +7,7 @@ import pytest
 from mindspore import Tensor, nn
 
 from src.models import create_model
-from src.models.vit import default_stage_blocks
+from src.models.layers import default_stage_blocks
 
 # Trainable parameters at 1000 classes, 224 px (timm's counts for the same architectures).
 PARAM_COUNTS = {
