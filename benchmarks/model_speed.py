@@ -91,8 +91,8 @@ class OursRunner:
     """Compiled forward (eval) and forward+backward (train) of our model on one fixed batch."""
 
     def __init__(self, args):
-        channels = {} if args.in_channels == 3 else {"in_channels": args.in_channels}
-        self.net = create_model(args.model, num_classes=args.num_classes, image_size=args.image_size, **channels)
+        self.net = create_model(args.model, num_classes=args.num_classes, image_size=args.image_size,
+                                in_channels=args.in_channels)
         rng = np.random.default_rng(args.seed)
         self.x = Tensor(rng.standard_normal((args.batch_size, args.in_channels, args.image_size,
                                              args.image_size)).astype(np.float32))

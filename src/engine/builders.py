@@ -57,14 +57,15 @@ def setup_context(cfg, distributed=None):
 def build_student(cfg):
     # Every model takes drop_path_rate (0 = off); CNNs without stochastic depth reject a non-zero rate.
     return create_model(cfg.student, num_classes=cfg.num_classes, image_size=cfg.image_size,
-                        drop_path_rate=float(cfg.drop_path_rate))
+                        in_channels=cfg.in_channels, drop_path_rate=float(cfg.drop_path_rate))
 
 
 def build_teacher(cfg, load=True):
     """The teacher with its checkpoint loaded (required: a random teacher teaches nothing)."""
     if not cfg.teacher:
         raise ValueError(f"distiller '{cfg.distiller}' needs a teacher: set the 'teacher' key")
-    teacher = create_model(cfg.teacher, num_classes=cfg.num_classes, image_size=cfg.image_size)
+    teacher = create_model(cfg.teacher, num_classes=cfg.num_classes, image_size=cfg.image_size,
+                           in_channels=cfg.in_channels)
     if load:
         if not cfg.teacher_ckpt:
             raise ValueError(f"distiller '{cfg.distiller}' needs trained teacher weights: set 'teacher_ckpt' "

@@ -143,6 +143,17 @@ class Beit(TokenStackModel):
     def _pool(self, x):
         return self.fc_norm(x[:, 1:].mean(axis=1))
 
+    def _adapt_to_size(self, params, source):
+        """Refuses relative-position tables of another patch grid (no resampling of them is provided)."""
+        name = "blocks.0.attn.relative_position_bias_table"
+        value, want = params.get(name), tuple(self.blocks[0].attn.relative_position_bias_table.shape)
+        if value is not None and tuple(value.shape) != want:
+            raise ValueError(
+                f"checkpoint '{source}': '{name}' has shape {tuple(value.shape)}, this model ({self.image_size} px) "
+                f"expects {want}: BEiT's relative-position tables follow the patch grid; build the model at the "
+                f"checkpoint's size")
+        return params
+
 
 @register_model
 def beitv2_base(num_classes=1000, image_size=224, **kwargs):

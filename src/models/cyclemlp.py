@@ -45,8 +45,8 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore import dtype as mstype
 from mindspore.common.initializer import Normal, initializer
 
-from .base import StageModel, conv_out
-from .layers import Mlp, check_in_channels, drop_path, drop_path_rates, normal_dense
+from .base import StageModel, check_in_channels, conv_out
+from .layers import Mlp, drop_path, drop_path_rates, normal_dense
 from .registry import register_model
 
 # (layers per stage, widths, mlp ratios) as in the authors' CycleMLP_B1..B5.

@@ -15,7 +15,7 @@ from mindspore import nn, ops
 from mindspore.common import initializer as init
 from mindcv.models.layers import DropPath
 
-from .base import StageModel
+from .base import StageModel, check_in_channels
 
 SQRT_HALF = 1.0 / math.sqrt(2.0)
 LN_EPS = 1e-6  # timm's LayerNorm epsilon in ViT / DeiT / BEiT / Mixer (Swin and CycleMLP keep torch's 1e-5)
@@ -133,13 +133,6 @@ def drop_path_rates(drop_path_rate, depth):
 def drop_path(rate):
     """Stochastic depth on a residual branch, or an identity when ``rate`` is 0."""
     return DropPath(rate) if rate > 0 else nn.Identity()
-
-
-def check_in_channels(in_channels):
-    """The number of image channels as an int; ValueError unless 1 (grayscale) or 3 (RGB)."""
-    if in_channels not in (1, 3) or isinstance(in_channels, bool):
-        raise ValueError(f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels!r}")
-    return int(in_channels)
 
 
 def patch_grid(image_size, patch_size):

@@ -152,6 +152,20 @@ class MlpMixer(TokenStackModel):
     def _embed(self, x):
         return self.stem(x)
 
+    def _adapt_to_size(self, params, source):
+        """Refuses weights trained at another size: token-mixing layers are tied to the token count."""
+        tokens = self.grid * self.grid
+        for name in ("blocks.0.mlp_tokens.fc1.weight", "blocks.0.linear_tokens.weight"):
+            value = params.get(name)
+            if value is not None and len(value.shape) == 2 and value.shape[1] != tokens:
+                side = math.isqrt(int(value.shape[1]))
+                raise ValueError(
+                    f"checkpoint '{source}': '{name}' mixes {value.shape[1]} tokens ({side}x{side} patches, "
+                    f"{side * self.patch_size} px), this model is built for {tokens} ({self.image_size} px); "
+                    f"token-mixing weights are tied to the token count and cannot be resampled: build the "
+                    f"model at {side * self.patch_size} px")
+        return params
+
 
 @register_model
 def mixer_b16(num_classes=1000, image_size=224, **kwargs):

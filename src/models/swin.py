@@ -45,8 +45,8 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore import dtype as mstype
 from mindspore.common.initializer import TruncatedNormal, initializer
 
-from .base import StageModel
-from .layers import Attention, Mlp, PatchEmbed, check_in_channels, dense, drop_path, relative_position_bias
+from .base import StageModel, check_in_channels
+from .layers import Attention, Mlp, PatchEmbed, dense, drop_path, relative_position_bias
 from .registry import register_model
 
 MASKED = -100.0  # timm's additive mask value between tokens that were not neighbours before the shift
@@ -262,6 +262,20 @@ class SwinTransformer(StageModel):
         size = self.image_size if image_size is None else image_size
         plan = stage_windows(size, self.patch_size, self.window_size)
         return [(res * res, width) for (res, _, _), width in zip(plan, self.widths)]
+
+    def _adapt_to_size(self, params, source):
+        """Refuses relative-position tables of other windows (they follow the size below the full-window one)."""
+        for name, param in self.parameters_and_names():
+            value = params.get(name)
+            if name.endswith("relative_position_bias_table") and value is not None \
+                    and tuple(value.shape) != tuple(param.shape):
+                full = self.patch_size * self.window_size * 2 ** (len(self.plan) - 1)
+                raise ValueError(
+                    f"checkpoint '{source}': '{name}' has shape {tuple(value.shape)}, this model "
+                    f"({self.image_size} px) expects {tuple(param.shape)}: Swin's relative-position tables "
+                    f"follow the stage windows, which shrink below {full} px; build the model at the "
+                    f"checkpoint's size (every multiple of 32 from {full} px up shares the same tables)")
+        return params
 
 
 @register_model

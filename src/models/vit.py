@@ -29,6 +29,7 @@ from mindspore.common import initializer as init
 
 from .layers import LN_EPS, Attention, Mlp, PatchEmbed, TokenStackModel, dense, drop_path, drop_path_rates
 from .registry import register_model
+from .resize import as_array, resample_pos_embed, same_kind
 
 
 
@@ -77,6 +78,20 @@ class VisionTransformer(TokenStackModel):
 
     def _pool(self, x):
         return self.norm(x)[:, 0]
+
+    def _adapt_to_size(self, params, source):
+        """A ``pos_embed`` trained on another patch grid is resampled to this model's (bicubic with
+        antialiasing, cls token kept), as timm does when it loads weights at another image size."""
+        value = params.get("pos_embed")
+        want = tuple(self.pos_embed.shape)
+        if value is None or tuple(value.shape) == want or len(value.shape) != 3 or value.shape[2] != want[2]:
+            return params  # nothing to do, or a mismatch the loader reports with its own message
+        try:
+            resized = resample_pos_embed(as_array(value), self.grid, self.num_prefix_tokens)
+        except ValueError as err:
+            raise ValueError(f"checkpoint '{source}': cannot resample 'pos_embed' to a {self.grid}x{self.grid} "
+                             f"grid: {err}") from None
+        return dict(params, pos_embed=same_kind(value, resized, "pos_embed"))
 
 
 def _vit(num_classes, image_size, embed_dim, num_heads, **kwargs):
