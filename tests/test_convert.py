@@ -7,78 +7,33 @@ features on the same input. They need PyTorch and timm (test-only dependencies) 
 Most refusal tests need neither: they use state dicts made from our own parameter names.
 """
 import argparse
-import enum
 import gc
-import importlib.abc
-import importlib.machinery
 import json
 import os
 import re
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
 from mindspore import Tensor
 
+from benchmarks.timm_twin import import_timm
 from src.convert import (LAYOUTS, TORCH_MISSING, convert_checkpoint, convert_state_dict, infer_num_classes,
                          map_state_dict, read_state_dict, unwrap_state_dict)
 from src.convert.rules import mindspore_leaf
 from src.engine.checkpoint import load_model_checkpoint
 from src.models import create_model, list_models
+from src.models.resize import resample_pos_embed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LOGIT_TOL = 1e-4  # the issue's bound on logits (float32)
+LOGIT_TOL = 1e-4  # the required bound on logits (float32)
 # A faithful port differs by ~1e-6 of the largest value (measured: <= 5e-6 over all archs, logits and
 # stages); 1e-5 still fails a tanh-approximated GELU in place of timm's erf GELU (ConvNeXt: 3e-5 to 5e-5).
 RELATIVE_TOL = 1e-5
 
 
 # ---------------------------------------------------------------- test-only PyTorch / timm setup
-
-class _TorchvisionStub(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Stands in for torchvision, which timm imports at module level but never uses to build models.
-
-    torchvision from PyPI does not import beside our pinned CPU torch; timm's imports of it (transforms,
-    ``torchvision.ops.misc.FrozenBatchNorm2d``, datasets) only need names to exist. Any use fails loudly.
-    """
-
-    class InterpolationMode(enum.Enum):
-        NEAREST = "nearest"
-        NEAREST_EXACT = "nearest-exact"
-        BILINEAR = "bilinear"
-        BICUBIC = "bicubic"
-        BOX = "box"
-        HAMMING = "hamming"
-        LANCZOS = "lanczos"
-
-    class Unavailable:
-        def __init__(self, *args, **kwargs):
-            raise RuntimeError("torchvision is stubbed in the converter tests")
-
-    @classmethod
-    def module_getattr(cls, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        if name == "InterpolationMode":
-            return cls.InterpolationMode
-        return type(name, (cls.Unavailable,), {})
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname == "torchvision" or fullname.startswith("torchvision."):
-            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-        return None
-
-    def create_module(self, spec):
-        module = types.ModuleType(spec.name)
-        module.__path__ = []
-        module.__getattr__ = self.module_getattr
-        return module
-
-    def exec_module(self, module):
-        pass
-
 
 @pytest.fixture(scope="session")
 def torch():
@@ -90,26 +45,12 @@ def save_safetensors():
     return pytest.importorskip("safetensors.numpy", reason="needs safetensors: pip install safetensors").save_file
 
 
-def _forget_torchvision():
-    for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
-        del sys.modules[name]
-
-
 @pytest.fixture(scope="session")
 def timm(torch):
-    reason = "converter parity tests need timm: pip install --no-deps timm==1.0.31"
     try:
-        import torchvision  # noqa: F401
-    except Exception:  # absent, or a build that does not match torch
-        _forget_torchvision()
-        stub = _TorchvisionStub()
-        sys.meta_path.insert(0, stub)
-        try:
-            return pytest.importorskip("timm", reason=reason)
-        finally:  # timm keeps what it imported; later tests see no torchvision at all
-            sys.meta_path.remove(stub)
-            _forget_torchvision()
-    return pytest.importorskip("timm", reason=reason)
+        return import_timm()  # with a stand-in for torchvision, which timm imports but does not need here
+    except ImportError:
+        pytest.skip("converter parity tests need timm: pip install --no-deps timm==1.0.31")
 
 
 def randomise(torch, model, seed=0):
@@ -392,6 +333,20 @@ def save_source(torch, arch, state, path_stem, save_safetensors):
                                   for a in sorted(CASES)])
 def test_converted_model_matches_pytorch(arch, timm, torch, tmp_path, save_safetensors):
     build, size, our_kwargs = CASES[arch]
+    assert_parity(arch, build, size, our_kwargs, timm, torch, tmp_path, save_safetensors)
+
+
+# Swin at sizes whose stages are not whole windows (timm >= 0.9 pads them): 96 px has stage grids 24 and
+# 12 (padded to 28 and 14) and windows shrunk to 6 and 3 after; 256 px pads all four stages (64 ... 8).
+@pytest.mark.parametrize("size", [96, pytest.param(256, marks=pytest.mark.slow)])
+def test_swin_padded_to_whole_windows_matches_timm(size, timm, torch, tmp_path, save_safetensors):
+    def build(t, n):
+        return _timm_small(t, "swin", img_size=size, window_size=7, embed_dim=48, num_classes=n)
+    assert_parity("swin_pico", build, size, {}, timm, torch, tmp_path, save_safetensors)
+
+
+def assert_parity(arch, build, size, our_kwargs, timm, torch, tmp_path, save_safetensors):
+    """Convert the randomised PyTorch model's checkpoint, load it as train.py does, compare logits and stages."""
     num_classes = 10
     torch.manual_seed(0)
     pt_model = torch_cyclemlp(torch, arch, num_classes) if build is None else build(timm, num_classes)
@@ -528,9 +483,11 @@ def test_default_num_classes_is_the_checkpoints(vit_state):
     assert model.num_classes == 7 and mapping.random_head == ["head.bias", "head.weight"]
 
 
-def test_other_image_size_is_named(vit_state):
-    with pytest.raises(ValueError, match=r"'pos_embed'.*another image size"):
-        convert_state_dict(ARCH, vit_state, image_size=64)
+def test_token_mixing_at_another_image_size_is_refused():
+    state = torch_names_of(create_model("resmlp_p4_pico", num_classes=10, image_size=32))
+    with pytest.raises(ValueError, match=r"'blocks\.0\.linear_tokens\.weight' mixes 64 tokens \(8x8 patches, 32 px\), "
+                                         r"this model is built for 256 \(64 px\).*cannot be resampled"):
+        convert_state_dict("resmlp_p4_pico", state, image_size=64)
 
 
 def test_pth_without_torch_says_how_to_install(tmp_path, monkeypatch):
@@ -707,3 +664,86 @@ def test_cli_reads_safetensors_without_torch(vit_state, tmp_path, save_safetenso
     model = create_model(ARCH, num_classes=10, image_size=SIZE)
     load_model_checkpoint(model, dst)
     np.testing.assert_array_equal(model.cls_token.asnumpy(), vit_state["cls_token"])
+
+
+# ---------------------------------------------------------------- weights at another image size / grayscale
+
+@pytest.mark.parametrize("old,new", [(14, 7), (14, 24), (2, 8), (7, 3), (5, 5)])
+def test_pos_embed_resampling_equals_timms(old, new, timm, torch):
+    from timm.layers import resample_abs_pos_embed
+
+    pos = np.random.default_rng(old * new).standard_normal((1, 1 + old * old, 8)).astype(np.float32)
+    ref = resample_abs_pos_embed(torch.from_numpy(pos), [new, new], num_prefix_tokens=1).numpy()
+    # ours in float64, PyTorch's in float32: ~2e-6 of a unit-scale embedding apart when up-sampling
+    np.testing.assert_allclose(resample_pos_embed(pos, new, num_prefix_tokens=1), ref, rtol=0, atol=1e-5)
+
+
+def _timm_vit(timm, arch, size, num_classes):
+    if arch == "deit_tiny":
+        return timm.create_model("deit_tiny_patch16_224", num_classes=num_classes, img_size=size)
+    return _timm_small(timm, "vit", img_size=size, patch_size=4, embed_dim=96, depth=6, num_heads=3,
+                       num_classes=num_classes)
+
+
+@pytest.mark.parametrize("arch,saved,sizes", [
+    ("vit_p4_pico", 32, (16, 64)),
+    pytest.param("deit_tiny", 224, (112, 384), marks=pytest.mark.slow)])
+def test_checkpoint_at_another_size_loads_like_timms_resampling(arch, saved, sizes, timm, torch, tmp_path):
+    """Our checkpoint saved at one size, loaded at others: the position embedding is resampled as timm's
+    loader resamples it, so the logits equal timm's model loaded from the same weights."""
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    from src.engine.checkpoint import save_atomic
+
+    ms_seed = np.random.default_rng(7)
+    source = create_model(arch, num_classes=10, image_size=saved)
+    for p in source.get_parameters():  # unit-scale position embedding: a wrong resampling must show
+        scale = 1.0 if p.name == "pos_embed" else 0.05
+        p.set_data(Tensor((scale * ms_seed.standard_normal(p.shape)).astype(np.float32)))
+    path = str(tmp_path / f"{arch}_{saved}.ckpt")
+    save_atomic(source, path)
+    state = {k: torch.from_numpy(v) for k, v in torch_names_of(source).items()}
+    for size in sizes:
+        ours = create_model(arch, num_classes=10, image_size=size)
+        load_model_checkpoint(ours, path)
+        ours.set_train(False)
+        theirs = _timm_vit(timm, arch, size, 10).eval()
+        filtered = checkpoint_filter_fn(dict(state), theirs)
+        theirs.load_state_dict(filtered)
+        np.testing.assert_allclose(ours.pos_embed.asnumpy(), filtered["pos_embed"].numpy(), rtol=0, atol=1e-5)
+        images = np.random.default_rng(size).standard_normal((2, 3, size, size)).astype(np.float32)
+        with torch.no_grad():
+            ref = theirs(torch.from_numpy(images)).numpy()
+        got = ours(Tensor(images)).asnumpy()
+        assert np.abs(ref).max() > 1e-2
+        assert float(np.abs(got - ref).max()) < LOGIT_TOL, f"{arch} at {size} px"
+
+
+def test_converter_resamples_and_reports_the_position_embedding(vit_state, tmp_path, capsys, save_safetensors):
+    from tools.convert_checkpoint import main
+
+    src = str(tmp_path / "vit.safetensors")
+    save_safetensors(vit_state, src)
+    assert main(["--arch", ARCH, "--src", src, "--dst", str(tmp_path / "t.ckpt"), "--image-size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "resampled pos_embed from (1, 65, 96) to (1, 257, 96) for 64 px" in out
+    model = create_model(ARCH, num_classes=10, image_size=64)
+    load_model_checkpoint(model, str(tmp_path / "t.ckpt"))
+    np.testing.assert_array_equal(model.pos_embed.asnumpy()[:, 0], vit_state["pos_embed"][:, 0])  # cls kept
+    np.testing.assert_allclose(model.pos_embed.asnumpy(), resample_pos_embed(vit_state["pos_embed"], 16, 1),
+                               rtol=0, atol=1e-6)
+
+
+def test_converter_sums_the_rgb_stem_for_a_grayscale_model(vit_state, tmp_path, capsys, save_safetensors):
+    from tools.convert_checkpoint import main
+
+    src = str(tmp_path / "vit.safetensors")
+    save_safetensors(vit_state, src)
+    dst = str(tmp_path / "gray.ckpt")
+    assert main(["--arch", ARCH, "--src", src, "--dst", dst, "--image-size", str(SIZE), "--in-channels", "1"]) == 0
+    assert "summed patch_embed.proj.weight (96, 3, 4, 4) over its RGB channels to (96, 1, 4, 4)" in \
+        capsys.readouterr().out
+    gray = create_model(ARCH, num_classes=10, image_size=SIZE, in_channels=1)
+    load_model_checkpoint(gray, dst)
+    np.testing.assert_allclose(gray.patch_embed.proj.weight.asnumpy(),
+                               vit_state["patch_embed.proj.weight"].sum(axis=1, keepdims=True), rtol=1e-6, atol=1e-6)

@@ -1,19 +1,16 @@
-"""MLP-Mixer / ResMLP: parameter counts, stage shapes, one-pass stage features, and timm numerics."""
+"""MLP-Mixer / ResMLP: stage shapes, one-pass stage features, token mixing, and timm numerics.
+
+Parameter counts and the graph-mode stage contract are checked for every model in test_models_contract.py.
+"""
 import math
 
-import mindspore as ms
 import numpy as np
 import pytest
-from mindspore import Tensor, nn
+from mindspore import Tensor
 
 from src.models import create_model
 
-# Trainable parameters at 1000 classes, 224 px (timm's counts for the same architectures).
-PARAM_COUNTS = {"mixer_b16": (59_880_472, 768), "resmlp_12": (15_350_872, 384)}
-
-
-def count_params(model):
-    return sum(int(np.prod(p.shape)) for p in model.trainable_params())
+WIDTHS = {"mixer_b16": 768, "resmlp_12": 384}
 
 
 def randomize(model, seed=0, prefix=""):
@@ -83,12 +80,11 @@ def np_mixer(params, x, depth, resmlp, stage_blocks):
     return np_linear(pooled, p, "head"), stages, pooled
 
 
-@pytest.mark.parametrize("name", sorted(PARAM_COUNTS))
-def test_param_count_and_stage_shapes_at_224(name):
-    count, width = PARAM_COUNTS[name]
-    model = create_model(name)
-    assert count_params(model) == count
-    assert model.stage_shapes() == [(196, width)] * 4
+@pytest.mark.parametrize("name", sorted(WIDTHS))
+def test_stage_shapes_at_224(name):
+    width = WIDTHS[name]
+    model = create_model(name, num_classes=10, image_size=32)
+    assert model.stage_shapes(224) == [(196, width)] * 4
     assert model.feature_dim == width
     assert (model.family, model.stage_kind, model.num_prefix_tokens) == ("mlp", "token", 0)
     assert model.stage_blocks == (2, 4, 10, 12)
@@ -163,33 +159,3 @@ def test_image_size_not_multiple_of_patch_is_rejected():
     assert model.stage_shapes(224) == [(196, 384)] * 4
     with pytest.raises(ValueError, match="image_size 40"):
         model.stage_shapes(40)
-
-
-class _StagesWrapper(nn.Cell):
-    """Calls forward_with_stages from another cell's construct, as the distiller does."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def construct(self, x):
-        logits, stages, pooled = self.model.forward_with_stages(x)
-        return logits, stages[1], stages[2], pooled
-
-
-def test_forward_with_stages_in_graph_mode():
-    model = create_model("resmlp_12", num_classes=5, image_size=32)
-    model.set_train(False)
-    randomize(model)
-    x = Tensor(np.random.default_rng(3).normal(size=(2, 3, 32, 32)).astype(np.float32))
-    eager = model.forward_with_stages(x)
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.GRAPH_MODE)
-    try:
-        logits, second, third, pooled = _StagesWrapper(model)(x)
-    finally:
-        ms.set_context(mode=previous)
-    np.testing.assert_allclose(logits.asnumpy(), eager[0].asnumpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(second.asnumpy(), eager[1][1].asnumpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(third.asnumpy(), eager[1][2].asnumpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(pooled.asnumpy(), eager[2].asnumpy(), rtol=1e-5, atol=1e-5)

@@ -1,7 +1,7 @@
 """Convert a PyTorch checkpoint (timm layout, or the CycleMLP authors') into a MindSpore .ckpt of our model.
 
     python tools/convert_checkpoint.py --arch swin_tiny --src model.pth|model.safetensors --dst teacher.ckpt
-        [--num-classes 100] [--drop-head] [--image-size 224]
+        [--num-classes 100] [--drop-head] [--image-size 224] [--in-channels 1]
 
 .safetensors needs only NumPy and the ``safetensors`` package; .pth needs PyTorch (CPU build).
 The result loads with ``teacher_ckpt`` in train.py / eval.py (``eval.py --model teacher`` checks it alone).
@@ -32,8 +32,12 @@ def build_parser():
                         help="leave the classifier randomly initialised instead of converting it "
                              "(e.g. a 1000-class ImageNet head into a 100-class model)")
     parser.add_argument("--image-size", type=int, default=224,
-                        help="input size the weights were trained at; fixes Swin / BEiT relative-position "
-                             "tables and ViT / MLP token counts (default 224)")
+                        help="input size of the converted model (default 224); a ViT / DeiT position embedding "
+                             "trained at another size is resampled (bicubic, as timm); Swin / BEiT relative-"
+                             "position tables and Mixer / ResMLP token mixing must come from this size")
+    parser.add_argument("--in-channels", type=int, default=3, choices=(1, 3),
+                        help="image channels of the converted model (default 3); with 1 the checkpoint's RGB "
+                             "input kernel is summed over its channels, as timm does for grayscale models")
     return parser
 
 
@@ -49,11 +53,18 @@ def main(argv=None):
         from src.convert import convert_checkpoint
 
         report = convert_checkpoint(args.arch, args.src, args.dst, num_classes=args.num_classes,
-                                    image_size=args.image_size, drop_head=args.drop_head)
+                                    image_size=args.image_size, drop_head=args.drop_head,
+                                    in_channels=args.in_channels)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"read {report.source} as {report.layout} layout")
+    for name, source_shape, shape in report.resampled:
+        if source_shape[1:2] == (3,) and shape[1:2] == (1,):
+            print(f"summed {name} {source_shape} over its RGB channels to {shape} for grayscale input")
+        else:
+            print(f"resampled {name} from {source_shape} to {shape} for {report.image_size} px "
+                  "(bicubic, prefix tokens kept)")
     if report.skipped:
         print(f"skipped {len(report.skipped)} buffers our model rebuilds: {_skipped_summary(report.skipped)}")
     if report.random_head:

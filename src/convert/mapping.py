@@ -27,6 +27,7 @@ class Mapping:
     skipped: list       # source names dropped on purpose (buffers our models rebuild)
     dropped_head: list  # source names of the classifier left out (drop_head)
     random_head: list   # our classifier parameters left at their random init (drop_head)
+    resampled: list     # our parameters resized to the model's input size (``adapt``), with their source shape
 
 
 def convertible_archs():
@@ -55,12 +56,14 @@ def _names(items, limit=6):
     return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
-def map_state_dict(arch, state, expected, source="checkpoint", drop_head=False):
+def map_state_dict(arch, state, expected, source="checkpoint", drop_head=False, adapt=None):
     """Rename ``state`` ({source name: ndarray}) onto ``expected`` ({our name: shape}) of ``arch``.
 
     Every expected parameter must receive exactly one tensor of its shape and every source tensor must
     land on a parameter, except known buffers (skipped) and, with ``drop_head``, the classifier (left at
-    its random init). Anything else raises ValueError in one line naming the tensors.
+    its random init). Anything else raises ValueError in one line naming the tensors. ``adapt``
+    ({our name: ndarray} -> the same) may first fit size-dependent tensors to the model (the model's
+    ``adapt_checkpoint``, e.g. a position embedding resampled to another image size).
     """
     layout = layout_for(arch, state)
     expected = {k: tuple(v) for k, v in expected.items()}
@@ -89,6 +92,11 @@ def map_state_dict(arch, state, expected, source="checkpoint", drop_head=False):
             parts.append(f"{len(unexpected)} unexpected tensor(s) in it: {_names(unexpected)}")
         raise ValueError(f"'{source}' does not map one to one onto {arch} (read as {layout.source} layout): "
                          + "; ".join(parts))
+    resampled = []
+    if adapt is not None:
+        before = {k: tuple(v.shape) for k, v in params.items()}
+        params = adapt(params)
+        resampled = [(k, before[k], tuple(v.shape)) for k, v in params.items() if tuple(v.shape) != before[k]]
     mismatched = []
     for ours, value in params.items():
         want = expected[ours]
@@ -117,4 +125,4 @@ def map_state_dict(arch, state, expected, source="checkpoint", drop_head=False):
         raise ValueError(f"'{source}': tensor '{origin[ours]}' has shape {got}, {arch} expects {want} for "
                          f"'{ours}'{others}{hint}")
     random_head = sorted(head - set(params)) if drop_head else []
-    return Mapping(params, layout.source, skipped, dropped, random_head)
+    return Mapping(params, layout.source, skipped, dropped, random_head, resampled)

@@ -21,6 +21,7 @@ class ConversionReport:
     num_classes: int
     image_size: int
     converted: int
+    resampled: list = field(default_factory=list)  # (our name, source shape, new shape)
     skipped: list = field(default_factory=list)
     dropped_head: list = field(default_factory=list)
     random_head: list = field(default_factory=list)
@@ -49,7 +50,8 @@ def convert_state_dict(arch, state, num_classes=None, image_size=224, drop_head=
                              "(--num-classes) and drop_head (--drop-head)")
     model = create_model(arch, num_classes=num_classes, image_size=image_size, **model_kwargs)
     expected = {p.name: tuple(p.shape) for p in model.get_parameters()}
-    mapping = map_state_dict(arch, state, expected, source=source, drop_head=drop_head)
+    mapping = map_state_dict(arch, state, expected, source=source, drop_head=drop_head,
+                             adapt=lambda params: model.adapt_checkpoint(params, source))
     load_converted(model, mapping.params, source, what=f"model '{arch}'", left_random=mapping.random_head)
     return model, mapping
 
@@ -66,5 +68,5 @@ def convert_checkpoint(arch, src, dst, num_classes=None, image_size=224, drop_he
     save_atomic(model, dst)
     return ConversionReport(arch=arch, source=src, destination=os.path.abspath(dst), layout=mapping.layout,
                             num_classes=int(model.num_classes), image_size=int(image_size),
-                            converted=len(mapping.params), skipped=mapping.skipped,
+                            converted=len(mapping.params), resampled=mapping.resampled, skipped=mapping.skipped,
                             dropped_head=mapping.dropped_head, random_head=mapping.random_head)

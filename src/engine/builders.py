@@ -59,7 +59,7 @@ def setup_context(cfg, distributed=None):
 def build_student(cfg):
     # Every model takes drop_path_rate (0 = off); CNNs without stochastic depth reject a non-zero rate.
     return create_model(cfg.student, num_classes=cfg.num_classes, image_size=cfg.image_size,
-                        drop_path_rate=float(cfg.drop_path_rate))
+                        in_channels=cfg.in_channels, drop_path_rate=float(cfg.drop_path_rate))
 
 
 def build_teacher(cfg, load=True):
@@ -72,7 +72,8 @@ def build_teacher(cfg, load=True):
     # The random init is replaced by the checkpoint; drawing it must not move the global RNG, so that an online
     # run and a run from a teacher-output cache (no teacher) initialise student and branches alike.
     rng_state = np.random.get_state()
-    teacher = create_model(cfg.teacher, num_classes=cfg.num_classes, image_size=cfg.image_size)
+    teacher = create_model(cfg.teacher, num_classes=cfg.num_classes, image_size=cfg.image_size,
+                           in_channels=cfg.in_channels)
     np.random.set_state(rng_state)
     if load:
         if not cfg.teacher_ckpt:

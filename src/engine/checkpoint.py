@@ -121,7 +121,12 @@ def load_into(net, param_dict, source, what="model", allow_missing=()):
 
 
 def load_model_checkpoint(net, path, what="model"):
-    """Load a checkpoint written by train.py (student alone) or a converted teacher into ``net``."""
+    """Load a checkpoint written by train.py (student alone) or a converted teacher into ``net``.
+
+    Weights trained at another input size are first adapted by the model (e.g. a resampled position
+    embedding), or refused with the model's reason."""
     params = read_checkpoint(path)
     params = {k: v for k, v in params.items() if not k.startswith(("epoch", "step", "meta."))}
+    if hasattr(net, "adapt_checkpoint"):
+        params = net.adapt_checkpoint(params, path)
     return load_into(net, params, path, what)

@@ -3,6 +3,6 @@ from .registry import create_model, list_models, register_model
 from .base import StageModel
 
 # Importing the model files registers their constructors.
-from . import cnn, vit, swin, mlp, beit, cyclemlp, small, mobilenetv1  # noqa: F401,E402
+from . import cnn, convnext, vit, swin, mlp, beit, cyclemlp, small, mobilenetv1  # noqa: F401,E402
 
 __all__ = ["create_model", "list_models", "register_model", "StageModel"]

@@ -37,10 +37,9 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore import dtype as mstype
 from mindspore.common.initializer import Normal, initializer
 
-from .base import StageModel
+from .layers import (LN_EPS, Attention, Mlp, PatchEmbed, TokenStackModel, drop_path, drop_path_rates, normal_dense,
+                     relative_position_bias)
 from .registry import register_model
-
-LAYER_NORM_EPS = 1e-6
 
 
 def relative_position_index(grid_h, grid_w):
@@ -62,41 +61,12 @@ def relative_position_index(grid_h, grid_w):
     return index
 
 
-def _dense(in_features, out_features, std=0.02, has_bias=True):
-    """Linear layer with timm's init: normal weights, zero bias.
-
-    timm draws from a normal truncated at +-2 (absolute), i.e. at 100 std or more: the same distribution
-    as a plain normal, which MindSpore samples several times faster than its TruncatedNormal.
-    """
-    return nn.Dense(in_features, out_features, weight_init=Normal(std), bias_init="zeros",
-                    has_bias=has_bias)
-
-
-class BeitPatchEmbed(nn.Cell):
-    """Non-overlapping patch projection; returns patch tokens ``[B, Gh*Gw, E]`` in row-major order."""
-
-    def __init__(self, patch_size, embed_dim, in_channels=3):
-        super().__init__()
-        self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size,
-                              pad_mode="valid", has_bias=True)
-
-    def construct(self, x):
-        x = self.proj(x)
-        b, e = x.shape[0], x.shape[1]
-        return x.reshape(b, e, -1).transpose(0, 2, 1)
-
-
-class RelPosAttention(nn.Cell):
-    """Multi-head self-attention with q/v biases (no k bias) and a learned relative position bias."""
+class RelPosAttention(Attention):
+    """Self-attention with q/v biases (no k bias) and a learned relative position bias per block."""
 
     def __init__(self, dim, num_heads, grid_size, proj_std=0.02):
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"embed dim {dim} must be divisible by num_heads {num_heads}")
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.scale = self.head_dim ** -0.5
-        self.qkv = _dense(dim, 3 * dim, has_bias=False)
+        super().__init__(dim, num_heads, qkv_bias=False, linear=normal_dense(0.02),
+                         proj_linear=normal_dense(proj_std))
         self.q_bias = Parameter(initializer("zeros", (dim,), mstype.float32), name="q_bias")
         self.v_bias = Parameter(initializer("zeros", (dim,), mstype.float32), name="v_bias")
         grid_h, grid_w = grid_size
@@ -108,61 +78,39 @@ class RelPosAttention(nn.Cell):
         # A constant, not a Parameter: it is fixed by the grid and never trained or saved.
         self.relative_position_index = Tensor(relative_position_index(grid_h, grid_w).reshape(-1),
                                               mstype.int32)
-        self.proj = _dense(dim, dim, std=proj_std)
 
-    def construct(self, x):
-        b, n, c = x.shape
+    def _project_qkv(self, x):
         qkv_bias = ops.concat((self.q_bias, ops.zeros_like(self.q_bias), self.v_bias))
-        qkv = ops.dense(x, self.qkv.weight, qkv_bias)
-        qkv = qkv.reshape(b, n, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
-        q, k, v = ops.unstack(qkv, 0)  # one op instead of three slices: about 2x faster attention on CPU
-        attn = ops.matmul(q * self.scale, k.swapaxes(-2, -1))
-        bias = ops.gather(self.relative_position_bias_table, self.relative_position_index, 0)
-        bias = bias.reshape(self.num_tokens, self.num_tokens, self.num_heads).transpose(2, 0, 1)
-        attn = ops.softmax(attn + ops.expand_dims(bias, 0), axis=-1)
-        x = ops.matmul(attn, v).transpose(0, 2, 1, 3).reshape(b, n, c)
-        return self.proj(x)
+        return ops.dense(x, self.qkv.weight, qkv_bias)
 
-
-class BeitMlp(nn.Cell):
-    """fc1 -> exact GELU -> fc2."""
-
-    def __init__(self, dim, hidden_dim, fc2_std=0.02):
-        super().__init__()
-        self.fc1 = _dense(dim, hidden_dim)
-        self.act = nn.GELU(approximate=False)
-        self.fc2 = _dense(hidden_dim, dim, std=fc2_std)
-
-    def construct(self, x):
-        return self.fc2(self.act(self.fc1(x)))
+    def _add_bias(self, attn):
+        bias = relative_position_bias(self.relative_position_bias_table, self.relative_position_index,
+                                      self.num_tokens, self.num_heads)
+        return attn + ops.expand_dims(bias, 0)
 
 
 class BeitBlock(nn.Cell):
     """Pre-norm transformer block with layer scale: x + g1 * attn(norm1(x)), then x + g2 * mlp(norm2(x))."""
 
-    def __init__(self, dim, num_heads, grid_size, mlp_ratio=4.0, init_values=1e-5, drop_path=0.0,
+    def __init__(self, dim, num_heads, grid_size, mlp_ratio=4.0, init_values=1e-5, drop_path_rate=0.0,
                  block_number=1):
         super().__init__()
         # timm rescales the residual-branch output layers of block n (from 1) by 1 / sqrt(2 n).
         residual_std = 0.02 / math.sqrt(2.0 * block_number)
-        self.norm1 = nn.LayerNorm((dim,), epsilon=LAYER_NORM_EPS)
+        self.norm1 = nn.LayerNorm((dim,), epsilon=LN_EPS)
         self.attn = RelPosAttention(dim, num_heads, grid_size, proj_std=residual_std)
-        self.norm2 = nn.LayerNorm((dim,), epsilon=LAYER_NORM_EPS)
-        self.mlp = BeitMlp(dim, int(dim * mlp_ratio), fc2_std=residual_std)
+        self.norm2 = nn.LayerNorm((dim,), epsilon=LN_EPS)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), linear=normal_dense(0.02), fc2_linear=normal_dense(residual_std))
         self.gamma_1 = Parameter(initializer(float(init_values), (dim,), mstype.float32), name="gamma_1")
         self.gamma_2 = Parameter(initializer(float(init_values), (dim,), mstype.float32), name="gamma_2")
-        if drop_path > 0.0:
-            from mindcv.models.layers import DropPath  # only needed when training with stochastic depth
-            self.drop_path = DropPath(drop_path)
-        else:
-            self.drop_path = nn.Identity()
+        self.drop_path = drop_path(drop_path_rate)
 
     def construct(self, x):
         x = x + self.drop_path(self.gamma_1 * self.attn(self.norm1(x)))
         return x + self.drop_path(self.gamma_2 * self.mlp(self.norm2(x)))
 
 
-class Beit(StageModel):
+class Beit(TokenStackModel):
     """BEiT (v2) image classifier with a mean-pooled head; stage features are outputs of chosen blocks.
 
     ``image_size`` must be a multiple of ``patch_size``: the relative position tables are built for that
@@ -170,72 +118,41 @@ class Beit(StageModel):
     """
 
     family = "vit"
-    stage_kind = "token"
     num_prefix_tokens = 1
 
-    def __init__(self, num_classes=1000, image_size=224, patch_size=16, embed_dim=768, depth=12,
+    def __init__(self, num_classes=1000, image_size=224, patch_size=16, in_channels=3, embed_dim=768, depth=12,
                  num_heads=12, mlp_ratio=4.0, init_values=1e-5, stage_blocks=(2, 4, 10, 12),
                  drop_path_rate=0.0, head_init_scale=0.001):
         super().__init__()
-        if image_size < patch_size or image_size % patch_size:
-            raise ValueError(f"image_size must be a positive multiple of the patch size {patch_size}, "
-                             f"got {image_size}")
-        stage_blocks = tuple(int(b) for b in stage_blocks)
-        if len(stage_blocks) != 4 or list(stage_blocks) != sorted(set(stage_blocks)) \
-                or stage_blocks[0] < 1 or stage_blocks[-1] > depth:
-            raise ValueError(f"stage_blocks must be 4 increasing block numbers in 1..{depth}, got {stage_blocks}")
-        self.num_classes = num_classes
-        self.image_size = image_size
-        self.patch_size = patch_size
-        self.embed_dim = embed_dim
-        self.feature_dim = embed_dim
-        self.depth = depth
-        self.stage_blocks = stage_blocks
-        grid = image_size // patch_size
-
-        self.patch_embed = BeitPatchEmbed(patch_size, embed_dim)
+        self._set_stack(num_classes, image_size, patch_size, embed_dim, depth, stage_blocks, in_channels)
+        self.patch_embed = PatchEmbed(patch_size, self.in_channels, embed_dim)
         self.cls_token = Parameter(initializer(Normal(0.02), (1, 1, embed_dim), mstype.float32),
                                    name="cls_token")
-        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.CellList([
-            BeitBlock(embed_dim, num_heads, (grid, grid), mlp_ratio, init_values, rates[i], block_number=i + 1)
-            for i in range(depth)])
-        self.fc_norm = nn.LayerNorm((embed_dim,), epsilon=LAYER_NORM_EPS)
-        self.head = _dense(embed_dim, num_classes, std=0.02 * head_init_scale)
-
-    def _head(self, x):
-        pooled = self.fc_norm(x[:, 1:].mean(axis=1))
-        return self.head(pooled), pooled
+            BeitBlock(embed_dim, num_heads, (self.grid, self.grid), mlp_ratio, init_values, rate,
+                      block_number=i + 1)
+            for i, rate in enumerate(drop_path_rates(drop_path_rate, depth))])
+        self.fc_norm = nn.LayerNorm((embed_dim,), epsilon=LN_EPS)
+        self.head = normal_dense(0.02 * head_init_scale)(embed_dim, self.num_classes)
 
     def _embed(self, x):
         tokens = self.patch_embed(x)
         cls = ops.broadcast_to(self.cls_token, (tokens.shape[0], 1, self.embed_dim))
         return ops.concat((cls.astype(tokens.dtype), tokens), axis=1)
 
-    def construct(self, x):
-        x = self._embed(x)
-        for block in self.blocks:
-            x = block(x)
-        return self._head(x)[0]
+    def _pool(self, x):
+        return self.fc_norm(x[:, 1:].mean(axis=1))
 
-    def forward_with_stages(self, x):
-        x = self._embed(x)
-        stages = ()
-        for i, block in enumerate(self.blocks):
-            x = block(x)
-            if i + 1 in self.stage_blocks:
-                stages = stages + (x,)
-        logits, pooled = self._head(x)
-        return logits, stages, pooled
-
-    def stage_shapes(self, image_size=None):
-        """Shapes for a BEiT of this configuration built at ``image_size`` (this instance runs only at its own)."""
-        size = self.image_size if image_size is None else int(image_size)
-        if size < self.patch_size or size % self.patch_size:
-            raise ValueError(f"image_size must be a positive multiple of the patch size {self.patch_size}, "
-                             f"got {size}")
-        tokens = (size // self.patch_size) ** 2 + self.num_prefix_tokens
-        return [(tokens, self.embed_dim)] * 4
+    def _adapt_to_size(self, params, source):
+        """Refuses relative-position tables of another patch grid (no resampling of them is provided)."""
+        name = "blocks.0.attn.relative_position_bias_table"
+        value, want = params.get(name), tuple(self.blocks[0].attn.relative_position_bias_table.shape)
+        if value is not None and tuple(value.shape) != want:
+            raise ValueError(
+                f"checkpoint '{source}': '{name}' has shape {tuple(value.shape)}, this model ({self.image_size} px) "
+                f"expects {want}: BEiT's relative-position tables follow the patch grid; build the model at the "
+                f"checkpoint's size")
+        return params
 
 
 @register_model

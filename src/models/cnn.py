@@ -1,15 +1,14 @@
-"""CNN students and teachers: ResNet-18/34/50, MobileNetV2-1.0 and ConvNeXt-T.
+"""CNN students and teachers: ResNet-18/34/50 and MobileNetV2-1.0 (ConvNeXt-T is in ``convnext.py``).
 
 Each model subclasses mindcv 0.3.0's class, so parameter names (and so checkpoints) stay mindcv's;
-what is added is the stage-feature contract of ``base.StageModel``.
+what is added is the stage-feature contract of ``base.StageModel``, the input channels, and timm's
+stem max-pool on ResNet.
 """
-from mindspore import nn
-from mindcv.models.convnext import Block as ConvNeXtBlock
-from mindcv.models.convnext import ConvNeXt
+from mindspore import nn, ops
 from mindcv.models.mobilenetv2 import MobileNetV2
 from mindcv.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from .base import StageModel, conv_out, same_out
+from .base import StageModel, check_in_channels, conv_out, same_out
 from .registry import register_model
 
 # Subtrees that run beside the main path (residual shortcuts): they never change the map size.
@@ -48,6 +47,8 @@ def _layer_out(layer, hw):
         padding = layer.padding
         pads = (padding, padding) if isinstance(padding, int) else tuple(padding[-2:])
         return tuple(conv_out(n, k, s, p) for n, k, s, p in zip(hw, kernel, stride, pads))
+    if isinstance(layer, StemMaxPool):
+        return tuple(conv_out(n, k, s, layer.padding) for n, k, s in zip(hw, kernel, stride))
     raise ValueError(f"cannot size {type(layer).__name__} with pad_mode '{layer.pad_mode}'; "
                      "allowed: Conv2d with same/valid/pad, pooling with same/valid")
 
@@ -61,7 +62,7 @@ def _walk_main_path(cells, hw, channels):
             if isinstance(layer, nn.Conv2d):
                 hw = _layer_out(layer, hw)
                 channels = layer.out_channels
-            elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
+            elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d, StemMaxPool)):
                 hw = _layer_out(layer, hw)
     return hw, channels
 
@@ -72,12 +73,12 @@ def _layer_stride(cell):
     for name, layer in cell.cells_and_names():
         if any(part in _SHORTCUT_NAMES for part in name.split(".")):
             continue
-        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, StemMaxPool)):
             factor *= _pair(layer.stride)[0]
     return factor
 
 
-def _head_dropout(drop_rate):
+def head_dropout(drop_rate):
     """Dropout in front of the classifier; ValueError outside [0, 1)."""
     rate = float(drop_rate)
     if not 0.0 <= rate < 1.0:
@@ -85,7 +86,7 @@ def _head_dropout(drop_rate):
     return nn.Dropout(p=rate) if rate > 0 else nn.Identity()
 
 
-def _cnn_options(name, kwargs, drop_path=False):
+def cnn_options(name, kwargs, drop_path=False):
     """Checked builder options; ValueError for unknown ones or stochastic depth where there is none."""
     allowed = ("drop_rate", "drop_path_rate", "in_channels")
     unknown = sorted(set(kwargs) - set(allowed))
@@ -100,6 +101,28 @@ def _cnn_options(name, kwargs, drop_path=False):
     return options
 
 
+class StemMaxPool(nn.Cell):
+    """timm's / torchvision's ResNet stem pool: max over 3x3 windows, stride 2, padded by 1 on every side.
+
+    mindcv pads 'same' (bottom / right only), which shifts every window by a pixel. ``nn.MaxPool2d`` in
+    'pad' mode gets the windows right but runs MaxPool3DWithArgmax, several times slower on CPU; the
+    plain 3-D max-pool kernel with the same explicit padding gives the same numbers at mindcv's speed.
+    """
+
+    kernel_size = 3
+    stride = 2
+    padding = 1
+    pad_mode = "explicit"
+
+    def __init__(self):
+        super().__init__()
+        self.pool = ops.MaxPool3D(kernel_size=(1, 3, 3), strides=(1, 2, 2), pad_mode="pad",
+                                  pad_list=(0, 0, 1, 1, 1, 1))
+
+    def construct(self, x):
+        return self.pool(x.unsqueeze(2)).squeeze(2)
+
+
 class CNNStageMixin(StageModel):
     """Stage-shape bookkeeping shared by the CNNs: subclasses list the cells of each stage."""
 
@@ -107,8 +130,9 @@ class CNNStageMixin(StageModel):
     stage_kind = "conv"
     num_prefix_tokens = 0
 
-    def _set_contract(self, num_classes, image_size, feature_dim):
+    def _set_contract(self, num_classes, image_size, feature_dim, in_channels=3):
         _image_hw(image_size)
+        self.in_channels = check_in_channels(in_channels)
         self.num_classes = int(num_classes)
         self.image_size = image_size
         self.feature_dim = int(feature_dim)
@@ -130,13 +154,14 @@ class CNNStageMixin(StageModel):
 class ResNetStages(ResNet, CNNStageMixin):
     """mindcv ResNet; stages are layer1..layer4, pooled is the global average of layer4."""
 
-    def __init__(self, block, layers, num_classes=1000, image_size=224, drop_rate=0.0, **kwargs):
-        super().__init__(block=block, layers=layers, num_classes=num_classes, **kwargs)
+    def __init__(self, block, layers, num_classes=1000, image_size=224, drop_rate=0.0, in_channels=3):
+        super().__init__(block=block, layers=layers, num_classes=num_classes,
+                         in_channels=check_in_channels(in_channels))
         # timm / torchvision pad the stem max-pool by 1 on every side; mindcv's 'same' pads bottom/right
         # only, which shifts every pooling window by a pixel (logits off by ~2e-2 with timm's weights).
-        self.max_pool = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="pad", padding=1)
-        self.head_drop = _head_dropout(drop_rate)
-        self._set_contract(num_classes, image_size, self.num_features)
+        self.max_pool = StemMaxPool()
+        self.head_drop = head_dropout(drop_rate)
+        self._set_contract(num_classes, image_size, self.num_features, in_channels)
 
     def _stage_cells(self):
         return [[self.conv1, self.max_pool, self.layer1], [self.layer2], [self.layer3], [self.layer4]]
@@ -158,12 +183,12 @@ class ResNetStages(ResNet, CNNStageMixin):
 class MobileNetV2Stages(MobileNetV2, CNNStageMixin):
     """mindcv MobileNetV2; stages end at the last block of stride 4, 8, 16 and at the 1x1 conv head."""
 
-    def __init__(self, num_classes=1000, image_size=224, drop_rate=0.0, alpha=1.0, **kwargs):
-        super().__init__(alpha=alpha, num_classes=num_classes, **kwargs)
+    def __init__(self, num_classes=1000, image_size=224, drop_rate=0.0, alpha=1.0, in_channels=3):
+        super().__init__(alpha=alpha, num_classes=num_classes, in_channels=check_in_channels(in_channels))
         # mindcv hard-codes Dropout(0.2) here; the reference (timm) default is no dropout.
-        self.classifier[0] = _head_dropout(drop_rate)
+        self.classifier[0] = head_dropout(drop_rate)
         self.stage_ends = self._find_stage_ends()
-        self._set_contract(num_classes, image_size, self.classifier[1].in_channels)
+        self._set_contract(num_classes, image_size, self.classifier[1].in_channels, in_channels)
 
     def _find_stage_ends(self):
         """Indices into ``features`` where stages 1..4 end, from the layers' own strides."""
@@ -195,68 +220,25 @@ class MobileNetV2Stages(MobileNetV2, CNNStageMixin):
         return logits, stages, pooled
 
 
-class ConvNeXtStages(ConvNeXt, CNNStageMixin):
-    """mindcv ConvNeXt; stages are the outputs of the 4 block stages, pooled is norm(mean(stage 4))."""
-
-    def __init__(self, depths, dims, num_classes=1000, image_size=224, drop_rate=0.0, drop_path_rate=0.0,
-                 in_channels=3, **kwargs):
-        if not 0.0 <= float(drop_path_rate) < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
-        super().__init__(in_channels=in_channels, num_classes=num_classes, depths=depths, dims=dims,
-                         drop_path_rate=drop_path_rate, **kwargs)
-        self.head_drop = _head_dropout(drop_rate)
-        # timm's ConvNeXt uses the exact (erf) GELU; MindSpore's nn.GELU() defaults to the tanh approximation.
-        for _, cell in self.cells_and_names():
-            if isinstance(cell, ConvNeXtBlock):
-                cell.act = nn.GELU(approximate=False)
-        self._set_contract(num_classes, image_size, dims[-1])
-
-    def _stage_cells(self):
-        # ``feature`` alternates down-sampling layer (stem first) and block stage.
-        return [[self.feature[2 * i], self.feature[2 * i + 1]] for i in range(4)]
-
-    def forward_head(self, x):
-        return self.classifier(self.head_drop(x))
-
-    def forward_with_stages(self, x):
-        stages = ()
-        index = 0
-        for cell in self.feature:
-            x = cell(x)
-            if index % 2 == 1:
-                stages = stages + (x,)
-            index += 1
-        pooled = self.norm(x.mean([-2, -1]))
-        logits = self.classifier(self.head_drop(pooled))
-        return logits, stages, pooled
-
-
 @register_model
 def resnet18(num_classes=1000, image_size=224, **kwargs):
-    kwargs = _cnn_options("resnet18", kwargs)
+    kwargs = cnn_options("resnet18", kwargs)
     return ResNetStages(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, image_size=image_size, **kwargs)
 
 
 @register_model
 def resnet34(num_classes=1000, image_size=224, **kwargs):
-    kwargs = _cnn_options("resnet34", kwargs)
+    kwargs = cnn_options("resnet34", kwargs)
     return ResNetStages(BasicBlock, [3, 4, 6, 3], num_classes=num_classes, image_size=image_size, **kwargs)
 
 
 @register_model
 def resnet50(num_classes=1000, image_size=224, **kwargs):
-    kwargs = _cnn_options("resnet50", kwargs)
+    kwargs = cnn_options("resnet50", kwargs)
     return ResNetStages(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, image_size=image_size, **kwargs)
 
 
 @register_model
 def mobilenetv2_100(num_classes=1000, image_size=224, **kwargs):
-    kwargs = _cnn_options("mobilenetv2_100", kwargs)
+    kwargs = cnn_options("mobilenetv2_100", kwargs)
     return MobileNetV2Stages(num_classes=num_classes, image_size=image_size, alpha=1.0, **kwargs)
-
-
-@register_model
-def convnext_tiny(num_classes=1000, image_size=224, **kwargs):
-    kwargs = _cnn_options("convnext_tiny", kwargs, drop_path=True)
-    return ConvNeXtStages([3, 3, 9, 3], [96, 192, 384, 768], num_classes=num_classes, image_size=image_size,
-                          **kwargs)

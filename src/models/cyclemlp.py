@@ -45,7 +45,8 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore import dtype as mstype
 from mindspore.common.initializer import Normal, initializer
 
-from .base import StageModel, conv_out
+from .base import StageModel, check_in_channels, conv_out
+from .layers import Mlp, drop_path, drop_path_rates, normal_dense
 from .registry import register_model
 
 # (layers per stage, widths, mlp ratios) as in the authors' CycleMLP_B1..B5.
@@ -66,14 +67,7 @@ def cycle_offsets(channels, kernel):
     return [(c + kernel // 2) % kernel - kernel // 2 for c in range(channels)]
 
 
-def _dense(in_features, out_features, has_bias=True):
-    """Linear layer with the authors' init: normal (std 0.02) weights, zero bias.
-
-    The authors truncate at +-2 (absolute), 100 std away: the same distribution as a plain normal,
-    which MindSpore samples several times faster than its TruncatedNormal.
-    """
-    return nn.Dense(in_features, out_features, weight_init=Normal(0.02), bias_init="zeros",
-                    has_bias=has_bias)
+_dense = normal_dense(0.02)  # the authors' init: trunc-normal(0.02) weights (truncated at +-2), zero bias
 
 
 class CycleFC(nn.Cell):
@@ -117,19 +111,6 @@ class CycleFC(nn.Cell):
         return ops.dense(sampled, weight, self.bias.astype(x.dtype))
 
 
-class CycleMlp(nn.Cell):
-    """fc1 -> exact GELU -> fc2 (the authors' ``Mlp``)."""
-
-    def __init__(self, in_features, hidden_features, out_features):
-        super().__init__()
-        self.fc1 = _dense(in_features, hidden_features)
-        self.act = nn.GELU(approximate=False)
-        self.fc2 = _dense(hidden_features, out_features)
-
-    def construct(self, x):
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class CycleMixer(nn.Cell):
     """CycleMLP token mixer (the authors' ``CycleMLP``): W-cycle, H-cycle and channel branches, re-weighted."""
 
@@ -139,7 +120,7 @@ class CycleMixer(nn.Cell):
         self.mlp_c = _dense(dim, dim, has_bias=False)
         self.sfc_h = CycleFC(dim, dim, (1, 3))
         self.sfc_w = CycleFC(dim, dim, (3, 1))
-        self.reweight = CycleMlp(dim, dim // 4, dim * 3)
+        self.reweight = Mlp(dim, dim // 4, dim * 3, linear=_dense)
         self.proj = _dense(dim, dim)
 
     def construct(self, x):
@@ -157,17 +138,13 @@ class CycleMixer(nn.Cell):
 class CycleBlock(nn.Cell):
     """x + mixer(norm1(x)), then x + mlp(norm2(x)); channels-last."""
 
-    def __init__(self, dim, mlp_ratio, drop_path=0.0):
+    def __init__(self, dim, mlp_ratio, drop_path_rate=0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm((dim,), epsilon=1e-5)
         self.attn = CycleMixer(dim)
         self.norm2 = nn.LayerNorm((dim,), epsilon=1e-5)
-        self.mlp = CycleMlp(dim, int(dim * mlp_ratio), dim)
-        if drop_path > 0.0:
-            from mindcv.models.layers import DropPath  # only needed when training with stochastic depth
-            self.drop_path = DropPath(drop_path)
-        else:
-            self.drop_path = nn.Identity()
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), dim, linear=_dense)
+        self.drop_path = drop_path(drop_path_rate)
 
     def construct(self, x):
         x = x + self.drop_path(self.attn(self.norm1(x)))
@@ -207,7 +184,8 @@ class CycleNet(StageModel):
     stage_kind = "conv"
     num_prefix_tokens = 0
 
-    def __init__(self, layers, embed_dims, mlp_ratios, num_classes=1000, image_size=224, drop_path_rate=0.0):
+    def __init__(self, layers, embed_dims, mlp_ratios, num_classes=1000, image_size=224, drop_path_rate=0.0,
+                 in_channels=3):
         super().__init__()
         if len(layers) != 4 or len(embed_dims) != 4 or len(mlp_ratios) != 4:
             raise ValueError(f"CycleNet needs 4 stages, got layers={layers}, embed_dims={embed_dims}, "
@@ -216,15 +194,16 @@ class CycleNet(StageModel):
             raise ValueError(f"image_size must be a positive integer, got {image_size}")
         self.num_classes = num_classes
         self.image_size = image_size
+        self.in_channels = check_in_channels(in_channels)
         self.embed_dims = tuple(embed_dims)
         self.feature_dim = embed_dims[-1]
-        self.patch_embed = StemEmbed(embed_dims[0])
-        total = sum(layers)
+        self.patch_embed = StemEmbed(embed_dims[0], self.in_channels)
+        # Stochastic depth grows linearly over all blocks, as in the authors' basic_blocks.
+        all_rates = drop_path_rates(drop_path_rate, sum(layers))
         network = []
         first = 0
         for i, depth in enumerate(layers):
-            # Stochastic depth grows linearly over all blocks, as in the authors' basic_blocks.
-            rates = [drop_path_rate * (first + j) / max(total - 1, 1) for j in range(depth)]
+            rates = all_rates[first:first + depth]
             network.append(nn.SequentialCell([CycleBlock(embed_dims[i], mlp_ratios[i], r) for r in rates]))
             first += depth
             if i < 3:

@@ -23,24 +23,29 @@ head.weight / .bias                       head.weight / .bias
 ========================================  ========================================
 
 Numerics as in timm: exact (erf) GELU, LayerNorm eps 1e-6, Affine
-``beta + alpha * x``, token mixing applied to the ``[B, E, N]`` transpose, mean-pooled head.
+``beta + alpha * x``, mean-pooled head. timm mixes tokens by applying its linear layers to the
+``[B, E, N]`` transpose; we multiply by their weights from the left (``W @ x`` on ``[B, N, E]``),
+the same sums without the two transposes, and ResMLP's Affine and layer scale are folded around that
+product (see ``ResBlock``).
 """
 import math
 
-from mindspore import Parameter, nn
+from mindspore import Parameter, nn, ops
 from mindspore.common import initializer as init
 
+from .layers import LN_EPS, Mlp, PatchEmbed, TokenStackModel, dense, drop_path, drop_path_rates
 from .registry import register_model
-from mindcv.models.layers import DropPath
 
-from .vit import (LN_EPS, Mlp, PatchEmbed, TokenStackModel, check_stage_blocks, default_stage_blocks,
-                  drop_path_rates, patch_grid)
 
 
 def mixer_dense(in_features, out_features):
     """Linear layer with timm's Mixer init: xavier-uniform weight, bias ~ N(0, 1e-6)."""
-    return nn.Dense(in_features, out_features, weight_init=init.XavierUniform(),
-                    bias_init=init.Normal(1e-6))
+    return dense(in_features, out_features, weight_init=init.XavierUniform(), bias_init=init.Normal(1e-6))
+
+
+def mix_tokens(linear, x):
+    """``linear`` applied along the token axis of ``x`` ``[B, N, E]``: timm's ``linear(x^T)^T`` as ``W @ x``."""
+    return ops.matmul(linear.weight, x) + linear.bias.reshape(-1, 1)
 
 
 class Affine(nn.Cell):
@@ -56,37 +61,46 @@ class Affine(nn.Cell):
 
 
 class MixerBlock(nn.Cell):
-    """x + token-MLP over patches (on the transpose), then x + channel-MLP; both pre-LayerNorm."""
+    """x + token-MLP over patches, then x + channel-MLP; both pre-LayerNorm."""
 
-    def __init__(self, dim, seq_len, tokens_dim, channels_dim, drop_path=0.0):
+    def __init__(self, dim, seq_len, tokens_dim, channels_dim, drop_path_rate=0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm((dim,), epsilon=LN_EPS)
         self.mlp_tokens = Mlp(seq_len, tokens_dim, linear=mixer_dense)
         self.norm2 = nn.LayerNorm((dim,), epsilon=LN_EPS)
         self.mlp_channels = Mlp(dim, channels_dim, linear=mixer_dense)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = drop_path(drop_path_rate)
 
     def construct(self, x):
-        x = x + self.drop_path(self.mlp_tokens(self.norm1(x).transpose(0, 2, 1)).transpose(0, 2, 1))
+        tokens = self.mlp_tokens
+        y = mix_tokens(tokens.fc2, tokens.act(mix_tokens(tokens.fc1, self.norm1(x))))
+        x = x + self.drop_path(y)
         return x + self.drop_path(self.mlp_channels(self.norm2(x)))
 
 
 class ResBlock(nn.Cell):
-    """ResMLP block: linear token mixing and a channel MLP, each after Affine and before layer scale."""
+    """ResMLP block: linear token mixing and a channel MLP, each after Affine and before layer scale.
 
-    def __init__(self, dim, seq_len, mlp_ratio=4, init_values=0.1, drop_path=0.0):
+    The token branch ``ls1 * linear_tokens(norm1(x))`` (along tokens) is computed as
+    ``(W @ x) * (ls1 * alpha) + ls1 * (rowsum(W) beta + b)``: the same function with one product and two
+    element-wise passes over the activations instead of five.
+    """
+
+    def __init__(self, dim, seq_len, mlp_ratio=4, init_values=0.1, drop_path_rate=0.0):
         super().__init__()
         self.norm1 = Affine(dim)
         # timm's name test ('mlp' in name) gives this linear xavier weight and a zero bias.
-        self.linear_tokens = nn.Dense(seq_len, seq_len, weight_init=init.XavierUniform(), bias_init="zeros")
+        self.linear_tokens = dense(seq_len, seq_len, weight_init=init.XavierUniform())
         self.norm2 = Affine(dim)
         self.mlp_channels = Mlp(dim, int(dim * mlp_ratio), linear=mixer_dense)
         self.ls1 = Parameter(init.initializer(init.Constant(init_values), (dim,)), name="ls1")
         self.ls2 = Parameter(init.initializer(init.Constant(init_values), (dim,)), name="ls2")
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = drop_path(drop_path_rate)
 
     def construct(self, x):
-        x = x + self.drop_path(self.ls1 * self.linear_tokens(self.norm1(x).transpose(0, 2, 1)).transpose(0, 2, 1))
+        weight, bias = self.linear_tokens.weight, self.linear_tokens.bias
+        shift = self.ls1 * (weight.sum(1).reshape(-1, 1) * self.norm1.beta.reshape(1, -1) + bias.reshape(-1, 1))
+        x = x + self.drop_path(ops.matmul(weight, x) * (self.ls1 * self.norm1.alpha) + shift)
         return x + self.drop_path(self.ls2 * self.mlp_channels(self.norm2(x)))
 
 
@@ -94,45 +108,35 @@ class MlpMixer(TokenStackModel):
     """Patch embedding -> token/channel-mixing blocks -> norm -> mean over tokens -> head.
 
     ``block`` is "mixer" (MLP-Mixer, LayerNorm) or "resmlp" (ResMLP, Affine). The token-mixing
-    widths equal the number of patches, so the model runs only at the ``image_size`` it was built for.
+    widths equal the number of patches, so the model runs only at the ``image_size`` it was built for,
+    and weights trained at one size do not load at another (``adapt_checkpoint`` refuses them: unlike a
+    position embedding, a token-mixing matrix has no meaningful resampling).
     """
 
     family = "mlp"
-    stage_kind = "token"
     num_prefix_tokens = 0
 
-    def __init__(self, num_classes=1000, image_size=224, patch_size=16, in_chans=3, embed_dim=768,
+    def __init__(self, num_classes=1000, image_size=224, patch_size=16, in_channels=3, embed_dim=768,
                  depth=12, block="mixer", tokens_dim=384, mlp_ratio=4.0, init_values=0.1,
                  stage_blocks=None, drop_path_rate=0.0):
         super().__init__()
         if block not in ("mixer", "resmlp"):
             raise ValueError(f"block {block!r} is not one of 'mixer', 'resmlp'")
-        self.grid = patch_grid(image_size, patch_size)
-        self.num_classes = int(num_classes)
-        self.image_size = int(image_size)
-        self.patch_size = patch_size
-        self.embed_dim = embed_dim
-        self.depth = depth
-        self.feature_dim = embed_dim
-        self.stage_blocks = check_stage_blocks(
-            default_stage_blocks(depth) if stage_blocks is None else stage_blocks, depth)
-        # Python constants, so graph mode unrolls the block loop with static choices.
-        self._is_stage = tuple(i + 1 in self.stage_blocks for i in range(depth))
-
+        self._set_stack(num_classes, image_size, patch_size, embed_dim, depth, stage_blocks, in_channels)
         seq_len = self.grid * self.grid
-        self.stem = PatchEmbed(patch_size, in_chans, embed_dim)
+        self.stem = PatchEmbed(patch_size, self.in_channels, embed_dim)
         if block == "mixer":
-            blocks = [MixerBlock(embed_dim, seq_len, tokens_dim, int(embed_dim * mlp_ratio), drop_path=r)
+            blocks = [MixerBlock(embed_dim, seq_len, tokens_dim, int(embed_dim * mlp_ratio), drop_path_rate=r)
                       for r in drop_path_rates(drop_path_rate, depth)]
             self.norm = nn.LayerNorm((embed_dim,), epsilon=LN_EPS)
         else:
-            blocks = [ResBlock(embed_dim, seq_len, mlp_ratio, init_values, drop_path=r)
+            blocks = [ResBlock(embed_dim, seq_len, mlp_ratio, init_values, drop_path_rate=r)
                       for r in drop_path_rates(drop_path_rate, depth)]
             self.norm = Affine(embed_dim)
         self.blocks = nn.CellList(blocks)
         # timm zero-initialises the classifier of these models.
         self.head = nn.Dense(embed_dim, self.num_classes, weight_init="zeros", bias_init="zeros")
-        self._init_patch_embed(in_chans * patch_size * patch_size)
+        self._init_patch_embed(self.in_channels * patch_size * patch_size)
 
     def _init_patch_embed(self, fan_in):
         # timm: LeCun-normal (truncated at 2 std) conv weight, zero bias.
@@ -148,9 +152,19 @@ class MlpMixer(TokenStackModel):
     def _embed(self, x):
         return self.stem(x)
 
-    def stage_shapes(self, image_size=None):
-        size = self.image_size if image_size is None else image_size
-        return [(patch_grid(size, self.patch_size) ** 2, self.embed_dim)] * 4
+    def _adapt_to_size(self, params, source):
+        """Refuses weights trained at another size: token-mixing layers are tied to the token count."""
+        tokens = self.grid * self.grid
+        for name in ("blocks.0.mlp_tokens.fc1.weight", "blocks.0.linear_tokens.weight"):
+            value = params.get(name)
+            if value is not None and len(value.shape) == 2 and value.shape[1] != tokens:
+                side = math.isqrt(int(value.shape[1]))
+                raise ValueError(
+                    f"checkpoint '{source}': '{name}' mixes {value.shape[1]} tokens ({side}x{side} patches, "
+                    f"{side * self.patch_size} px), this model is built for {tokens} ({self.image_size} px); "
+                    f"token-mixing weights are tied to the token count and cannot be resampled: build the "
+                    f"model at {side * self.patch_size} px")
+        return params
 
 
 @register_model

@@ -11,7 +11,7 @@ them: (128, 56, 56), (256, 28, 28), (512, 14, 14), (1024, 7, 7) at 224 px; poole
 """
 from mindspore import nn
 
-from .cnn import CNNStageMixin, _cnn_options, _head_dropout
+from .cnn import CNNStageMixin, cnn_options, head_dropout
 from .registry import register_model
 
 STEM_WIDTH = 32
@@ -70,9 +70,9 @@ class MobileNetV1(CNNStageMixin):
         self.model = nn.SequentialCell(blocks)
         self.stage_ends = STAGE_ENDS
         self.relu = nn.ReLU()
-        self.head_drop = _head_dropout(drop_rate)
+        self.head_drop = head_dropout(drop_rate)
         self.fc = nn.Dense(width, int(num_classes))
-        self._set_contract(num_classes, image_size, width)
+        self._set_contract(num_classes, image_size, width, in_channels)
 
     def _stage_cells(self):
         cells = list(self.model)
@@ -102,5 +102,5 @@ class MobileNetV1(CNNStageMixin):
 @register_model
 def mobilenetv1(num_classes=1000, image_size=224, **kwargs):
     """The OFA-KD authors' MobileNetV1 (4,231,976 parameters at 1000 classes)."""
-    kwargs = _cnn_options("mobilenetv1", kwargs)
+    kwargs = cnn_options("mobilenetv1", kwargs)
     return MobileNetV1(num_classes=num_classes, image_size=image_size, **kwargs)

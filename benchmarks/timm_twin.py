@@ -1,0 +1,162 @@
+"""timm's twin of each registry model, for speed comparisons (and for the converter's parity tests).
+
+``python -m benchmarks.timm_twin CONFIG_JSON`` serves timed calls of a twin on stdin / stdout, so that the
+model benchmark times PyTorch in a process of its own (MindSpore's idle worker threads and PyTorch's
+would otherwise compete for the same cores): it prints ``ready <parameters>``, then answers each line
+``forward`` / ``forward_backward`` with the wall and CPU seconds that call took.
+
+PyTorch and timm are test / benchmark dependencies only: the library never imports them. timm imports
+torchvision at module level without using it to build models, and PyPI's torchvision does not import
+beside the pinned CPU torch; ``import_timm`` therefore lets timm import a stand-in that only provides
+names (any real use of it raises).
+"""
+import enum
+import importlib
+import json
+import time
+import importlib.abc
+import importlib.machinery
+import sys
+import types
+
+TIMM_MISSING = "needs PyTorch and timm (test-only): pip install torch==2.13.0 && pip install --no-deps timm==1.0.31"
+
+
+class TorchvisionStandIn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Answers ``import torchvision[.x]`` with empty modules whose attributes are placeholder classes."""
+
+    class InterpolationMode(enum.Enum):
+        NEAREST = "nearest"
+        NEAREST_EXACT = "nearest-exact"
+        BILINEAR = "bilinear"
+        BICUBIC = "bicubic"
+        BOX = "box"
+        HAMMING = "hamming"
+        LANCZOS = "lanczos"
+
+    class Unavailable:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("torchvision is not installed; timm was imported with a stand-in for it")
+
+    @classmethod
+    def module_getattr(cls, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if name == "InterpolationMode":
+            return cls.InterpolationMode
+        return type(name, (cls.Unavailable,), {})
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname == "torchvision" or fullname.startswith("torchvision."):
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        module = types.ModuleType(spec.name)
+        module.__path__ = []
+        module.__getattr__ = self.module_getattr
+        return module
+
+    def exec_module(self, module):
+        pass
+
+
+def _forget_torchvision():
+    for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+        del sys.modules[name]
+
+
+def import_timm():
+    """The ``timm`` module (real torchvision when it imports, else the stand-in); ImportError without timm."""
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # absent, or a build that does not match torch
+        _forget_torchvision()
+        stand_in = TorchvisionStandIn()
+        sys.meta_path.insert(0, stand_in)
+        try:
+            return importlib.import_module("timm")
+        finally:  # timm keeps what it imported; later code sees no torchvision at all
+            sys.meta_path.remove(stand_in)
+            _forget_torchvision()
+    return importlib.import_module("timm")
+
+
+# Our name -> (timm name, extra timm kwargs). ``img_size`` is added for the token models (sized by it).
+TWINS = {
+    "resnet18": ("resnet18", {}),
+    "resnet34": ("resnet34", {}),
+    "resnet50": ("resnet50", {}),
+    "mobilenetv2_100": ("mobilenetv2_100", {}),
+    "convnext_tiny": ("convnext_tiny", {}),
+    "deit_tiny": ("deit_tiny_patch16_224", {}),
+    "deit_small": ("deit_small_patch16_224", {}),
+    "vit_small": ("vit_small_patch16_224", {}),
+    "vit_base": ("vit_base_patch16_224", {}),
+    "swin_tiny": ("swin_tiny_patch4_window7_224", {}),
+    "mixer_b16": ("mixer_b16_224", {}),
+    "resmlp_12": ("resmlp_12_224", {}),
+    "beitv2_base": ("beitv2_base_patch16_224", {}),
+    "beitv2_large": ("beitv2_large_patch16_224", {}),
+}
+SIZED_BY_IMG_SIZE = ("deit", "vit", "swin", "mixer", "resmlp", "beit")
+
+
+def create_twin(timm, name, num_classes, image_size, in_channels=3):
+    """timm's model of the same architecture as our ``name``; ValueError when there is none listed."""
+    if name not in TWINS:
+        raise ValueError(f"no timm twin listed for '{name}'; listed: {', '.join(sorted(TWINS))}")
+    timm_name, kwargs = TWINS[name]
+    kwargs = dict(kwargs, num_classes=num_classes, in_chans=in_channels)
+    if name.startswith(SIZED_BY_IMG_SIZE):
+        kwargs["img_size"] = image_size
+    return timm.create_model(timm_name, **kwargs)
+
+
+class TwinRunner:
+    """timm's twin on one fixed batch: ``no_grad`` eval forward, and train-mode forward + cross-entropy +
+    backward."""
+
+    def __init__(self, torch, timm, model, num_classes, image_size, batch_size, in_channels=3, threads=2,
+                 seed=0):
+        import numpy as np
+
+        self.torch = torch
+        torch.set_num_threads(threads)
+        torch.manual_seed(seed)
+        self.model = create_twin(timm, model, num_classes, image_size, in_channels)
+        rng = np.random.default_rng(seed)
+        self.x = torch.from_numpy(rng.standard_normal((batch_size, in_channels, image_size, image_size))
+                                  .astype(np.float32))
+        self.y = torch.from_numpy(rng.integers(0, num_classes, batch_size).astype(np.int64))
+        self.params = int(sum(p.numel() for p in self.model.parameters() if p.requires_grad))
+
+    def call(self, which):
+        """``(wall seconds, process CPU seconds)`` of one call of pass ``which``."""
+        torch = self.torch
+        start, cpu = time.perf_counter(), time.process_time()
+        if which == "forward":
+            self.model.eval()
+            with torch.no_grad():
+                self.model(self.x)
+        elif which == "forward_backward":
+            self.model.train()
+            self.model.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(self.model(self.x), self.y).backward()
+        else:
+            raise ValueError(f"unknown pass '{which}'")
+        return time.perf_counter() - start, time.process_time() - cpu
+
+
+def serve(config):
+    import torch
+
+    runner = TwinRunner(torch, import_timm(), **config)
+    print(f"ready {runner.params}", flush=True)
+    for line in sys.stdin:
+        wall, cpu = runner.call(line.strip())
+        print(f"{wall:.9f} {cpu:.9f}", flush=True)
+
+
+if __name__ == "__main__":
+    serve(json.loads(sys.argv[1]))
