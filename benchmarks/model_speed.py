@@ -7,7 +7,8 @@ gradient of a cross-entropy loss with respect to every trainable parameter. When
 importable, timm's model of the same architecture is timed the same way (``torch.no_grad`` eval forward;
 train-mode forward, loss, ``backward``) on the same number of threads in a process of its own, and the
 two are timed in turns (one call of each per round) so that other jobs on the machine slow both alike. Times are medians.
-``--profile`` adds MindSpore's per-op profile of both passes, by kind of kernel (``benchmarks/op_profile.py``).
+``--profile`` adds MindSpore's per-op profile of both passes, by kind of kernel (``benchmarks/op_profile.py``);
+``--branch S`` times the model's OFA exit branch of stage S instead, on random stage features.
 The last line printed is ``forward_s=<ours> forward_backward_s=<ours>``.
 """
 import argparse
@@ -31,6 +32,7 @@ from mindspore import Tensor, nn, ops  # noqa: E402
 
 from benchmarks.op_profile import profile_calls, summarise  # noqa: E402
 from benchmarks.timm_twin import TIMM_MISSING, TWINS  # noqa: E402
+from src.distill import build_branch  # noqa: E402
 from src.models import create_model, list_models  # noqa: E402
 
 PASSES = ("forward", "forward_backward")
@@ -44,11 +46,15 @@ def build_arg_parser():
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--in-channels", type=int, default=3, choices=(1, 3))
+    p.add_argument("--in-channels", type=int, default=None, choices=(1, 3),
+                   help="image channels (default: the model's default, 3)")
     p.add_argument("--repeats", type=int, default=5, help="timed calls per pass (the median is reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls first (the first one compiles)")
     p.add_argument("--threads", type=int, default=2, help="kernel threads of MindSpore and of PyTorch")
     p.add_argument("--passes", nargs="+", default=list(PASSES), choices=PASSES)
+    p.add_argument("--branch", type=int, default=None, choices=(1, 2, 3, 4),
+                   help="time the model's OFA exit branch of this stage instead (on random stage features; "
+                        "teacher width = the model's)")
     p.add_argument("--no-timm", action="store_true", help="time ours only")
     p.add_argument("--profile", action="store_true", help="also profile our passes per op (MindSpore profiler)")
     p.add_argument("--profile-calls", type=int, default=2, help="calls recorded per profiled pass")
@@ -91,11 +97,15 @@ class OursRunner:
     """Compiled forward (eval) and forward+backward (train) of our model on one fixed batch."""
 
     def __init__(self, args):
-        self.net = create_model(args.model, num_classes=args.num_classes, image_size=args.image_size,
-                                in_channels=args.in_channels)
+        channels = {} if args.in_channels is None else {"in_channels": args.in_channels}
+        self.net = create_model(args.model, num_classes=args.num_classes, image_size=args.image_size, **channels)
+        shape = (args.in_channels or 3, args.image_size, args.image_size)
+        if args.branch is not None:
+            stage_shape = tuple(self.net.stage_shapes()[args.branch - 1])
+            self.net = build_branch(self.net, args.branch, stage_shape, int(self.net.feature_dim), args.num_classes)
+            shape = stage_shape
         rng = np.random.default_rng(args.seed)
-        self.x = Tensor(rng.standard_normal((args.batch_size, args.in_channels, args.image_size,
-                                             args.image_size)).astype(np.float32))
+        self.x = Tensor(rng.standard_normal((args.batch_size,) + shape).astype(np.float32))
         self.y = Tensor(rng.integers(0, args.num_classes, args.batch_size).astype(np.int32))
         self.forward_cell = _EvalForward(self.net)
         self.backward_cell = ForwardBackward(self.net)
@@ -134,7 +144,7 @@ class TimmProcess:
 
     def __init__(self, args):
         config = {"model": args.model, "num_classes": args.num_classes, "image_size": args.image_size,
-                  "batch_size": args.batch_size, "in_channels": args.in_channels, "threads": args.threads,
+                  "batch_size": args.batch_size, "in_channels": args.in_channels or 3, "threads": args.threads,
                   "seed": args.seed}
         env = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}
         self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.timm_twin", json.dumps(config)],
@@ -164,6 +174,8 @@ def start_timm(args):
     """``(timm process or None, reason)``: the reason says why timm is not timed."""
     if args.no_timm:
         return None, "--no-timm"
+    if args.branch is not None:
+        return None, "an exit branch has no timm twin"
     if args.model not in TWINS:
         return None, f"no timm twin listed for '{args.model}' (benchmarks/timm_twin.py)"
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("timm") is None:
@@ -239,8 +251,8 @@ def run_benchmark(args):
         "params": ours.params,
         "recompiled": any(p["graphs_compiled_after_all_calls"] != p["graphs_compiled_after_first_call"]
                           for p in passes.values()),
-        "config": {k: getattr(args, k) for k in ("model", "image_size", "batch_size", "num_classes", "in_channels",
-                                                  "repeats", "warmup", "threads", "passes", "seed")},
+        "config": {k: getattr(args, k) for k in ("model", "branch", "image_size", "batch_size", "num_classes",
+                                                  "in_channels", "repeats", "warmup", "threads", "passes", "seed")},
     }
     if args.profile:
         result["profile"] = {which: summarise(*_profile(ours, which, args), top=12) for which in args.passes}
@@ -258,7 +270,8 @@ def _profile(ours, which, args):
 
 def summary_lines(result):
     cfg = result["config"]
-    lines = [f"{result['model']} {cfg['image_size']}px batch {cfg['batch_size']}, {cfg['threads']} threads, "
+    what = result["model"] if cfg["branch"] is None else f"{result['model']} exit branch {cfg['branch']}"
+    lines = [f"{what} {cfg['image_size']}px batch {cfg['batch_size']}, {cfg['threads']} threads, "
              f"load {result['machine']['loadavg_start'][0]:.1f} -> {result['machine']['loadavg_end'][0]:.1f}"]
     for which, entry in result["passes"].items():
         line = f"{which}: ours {entry['ours_s_median']:.4f} s"
