@@ -8,10 +8,13 @@ importable, timm's model of the same architecture is timed the same way (``torch
 train-mode forward, loss, ``backward``) on the same number of threads in a process of its own, and the
 two are timed in turns (one call of each per round) so that other jobs on the machine slow both alike. Times are medians.
 ``--profile`` adds MindSpore's per-op profile of both passes, by kind of kernel (``benchmarks/op_profile.py``);
-``--branch S`` times the model's OFA exit branch of stage S instead, on random stage features.
+``--branch S`` times the model's OFA exit branch of stage S instead, on random stage features;
+``--against CHECKOUT`` also times the model as another checkout of this repository builds it, in the same
+rounds (what a change to the model code gained, measured under the same load).
 The last line printed is ``forward_s=<ours> forward_backward_s=<ours>``.
 """
 import argparse
+import importlib
 import importlib.util
 import json
 import os
@@ -56,6 +59,9 @@ def build_arg_parser():
                    help="time the model's OFA exit branch of this stage instead (on random stage features; "
                         "teacher width = the model's)")
     p.add_argument("--no-timm", action="store_true", help="time ours only")
+    p.add_argument("--against", default=None, metavar="CHECKOUT",
+                   help="also time the same model built by another checkout of this repository (its src/models), "
+                        "in turns with ours: what a change gained")
     p.add_argument("--profile", action="store_true", help="also profile our passes per op (MindSpore profiler)")
     p.add_argument("--profile-calls", type=int, default=2, help="calls recorded per profiled pass")
     p.add_argument("--profile-dir", default=None,
@@ -93,12 +99,27 @@ def _sync(outputs):
     return float(first.asnumpy().reshape(-1)[0])
 
 
-class OursRunner:
-    """Compiled forward (eval) and forward+backward (train) of our model on one fixed batch."""
+def models_of_checkout(checkout):
+    """``src.models`` of another checkout, imported as the package ``reference_src`` beside ours (model files
+    import each other relatively, so the two trees do not mix)."""
+    init = os.path.join(checkout, "src", "__init__.py")
+    if not os.path.isfile(init):
+        raise ValueError(f"--against '{checkout}' is not a checkout of this repository (no src/__init__.py)")
+    spec = importlib.util.spec_from_file_location("reference_src", init,
+                                                  submodule_search_locations=[os.path.dirname(init)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["reference_src"] = package
+    spec.loader.exec_module(package)
+    return importlib.import_module("reference_src.models")
 
-    def __init__(self, args):
+
+class OursRunner:
+    """Compiled forward (eval) and forward+backward (train) of a model on one fixed batch; ``build`` is our
+    ``create_model`` or another checkout's."""
+
+    def __init__(self, args, build=create_model):
         channels = {} if args.in_channels is None else {"in_channels": args.in_channels}
-        self.net = create_model(args.model, num_classes=args.num_classes, image_size=args.image_size, **channels)
+        self.net = build(args.model, num_classes=args.num_classes, image_size=args.image_size, **channels)
         shape = (args.in_channels or 3, args.image_size, args.image_size)
         if args.branch is not None:
             stage_shape = tuple(self.net.stage_shapes()[args.branch - 1])
@@ -194,20 +215,25 @@ def _timed(ours, which):
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def time_passes(args, ours, theirs):
-    """Per pass: first call, warm-up, then ``repeats`` rounds of one call of ours and one of timm's."""
+def time_passes(args, ours, theirs, reference=None):
+    """Per pass: first call, warm-up, then ``repeats`` rounds of one call of ours, one of the reference
+    checkout's model (``--against``) and one of timm's."""
     result = {}
     for which in args.passes:
         first = _timed(ours, which)[0]
         graphs_after_first = graph_count(ours.cell(which))
         for _ in range(args.warmup - 1):
             _timed(ours, which)
+        for _ in range(args.warmup if reference is not None else 0):
+            _timed(reference, which)
         if theirs is not None:
             for _ in range(args.warmup):
                 theirs.timed(which)
-        ours_s, timm_s = [], []
+        ours_s, timm_s, reference_s = [], [], []
         for _ in range(args.repeats):
             ours_s.append(_timed(ours, which))
+            if reference is not None:
+                reference_s.append(_timed(reference, which))
             if theirs is not None:
                 timm_s.append(theirs.timed(which))
         median = statistics.median(t for t, _ in ours_s)
@@ -220,6 +246,11 @@ def time_passes(args, ours, theirs):
             entry.update(timm_s_median=timm_median, timm_s=[t for t, _ in timm_s],
                          timm_cpu_s_median=statistics.median(c for _, c in timm_s),
                          ours_speed_over_timm=timm_median / median)
+        if reference is not None:
+            reference_median = statistics.median(t for t, _ in reference_s)
+            entry.update(reference_s_median=reference_median, reference_s=[t for t, _ in reference_s],
+                         reference_cpu_s_median=statistics.median(c for _, c in reference_s),
+                         ours_speed_over_reference=reference_median / median)
         result[which] = entry
     return result
 
@@ -237,9 +268,14 @@ def run_benchmark(args):
     ms.set_seed(args.seed)
     load_start = os.getloadavg()
     ours = OursRunner(args)
+    reference = None
+    if args.against:
+        if args.branch is not None:
+            raise ValueError("--against compares whole models; leave out --branch")
+        reference = OursRunner(args, build=models_of_checkout(args.against).create_model)
     theirs, timm_reason = start_timm(args)
     try:
-        passes = time_passes(args, ours, theirs)
+        passes = time_passes(args, ours, theirs, reference)
     finally:
         if theirs is not None:
             theirs.close()
@@ -249,6 +285,7 @@ def run_benchmark(args):
         "timm": {"timed": theirs is not None, "reason_not_timed": timm_reason,
                  "params": theirs.params if theirs is not None else None},
         "params": ours.params,
+        "against": os.path.abspath(args.against) if args.against else None,
         "recompiled": any(p["graphs_compiled_after_all_calls"] != p["graphs_compiled_after_first_call"]
                           for p in passes.values()),
         "config": {k: getattr(args, k) for k in ("model", "branch", "image_size", "batch_size", "num_classes",
@@ -275,6 +312,9 @@ def summary_lines(result):
              f"load {result['machine']['loadavg_start'][0]:.1f} -> {result['machine']['loadavg_end'][0]:.1f}"]
     for which, entry in result["passes"].items():
         line = f"{which}: ours {entry['ours_s_median']:.4f} s"
+        if "reference_s_median" in entry:
+            line += (f", --against {entry['reference_s_median']:.4f} s (ours/that speed "
+                     f"{entry['ours_speed_over_reference']:.2f}x)")
         if "timm_s_median" in entry:
             line += f", timm {entry['timm_s_median']:.4f} s, ours/timm speed {entry['ours_speed_over_timm']:.2f}x"
         lines.append(line)

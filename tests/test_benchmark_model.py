@@ -1,5 +1,6 @@
 """The model benchmark (``python -m benchmarks model``) runs end to end on a tiny model: JSON, final line,
-timm timed in its worker, no recompilation, the per-op profile; and its op categories.
+timm timed in its worker, another checkout timed in turns, no recompilation, the per-op profile; and its
+op categories.
 
 Nothing here asserts a speed: the machine is shared, only the shape of the report is tested.
 """
@@ -29,7 +30,7 @@ def test_tiny_model_forward_report_with_timm_and_profile(tmp_path):
     out = tmp_path / "model.json"
     proc = run_benchmarks(["model", "--model", "vit_p4_pico", "--image-size", "32", "--batch-size", "2",
                            "--repeats", "2", "--warmup", "1", "--passes", "forward", "--profile",
-                           "--json", str(out)])
+                           "--against", ROOT, "--json", str(out)])
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = proc.stdout.strip().splitlines()[-1]
     match = FINAL_LINE.match(last)
@@ -41,6 +42,8 @@ def test_tiny_model_forward_report_with_timm_and_profile(tmp_path):
     assert result["recompiled"] is False
     assert forward["graphs_compiled_after_first_call"] == forward["graphs_compiled_after_all_calls"] == 1
     assert result["params"] > 0 and result["config"]["model"] == "vit_p4_pico"
+    # --against this same checkout: the same model timed in the same rounds
+    assert result["against"] == ROOT and len(forward["reference_s"]) == 2 and forward["ours_speed_over_reference"] > 0
     if HAS_TIMM:
         assert result["timm"]["timed"] and result["timm"]["params"] == result["params"]  # the same architecture
         assert len(forward["timm_s"]) == 2 and forward["ours_speed_over_timm"] > 0
