@@ -7,10 +7,14 @@ gradient of a cross-entropy loss with respect to every trainable parameter. When
 importable, timm's model of the same architecture is timed the same way (``torch.no_grad`` eval forward;
 train-mode forward, loss, ``backward``) on the same number of threads in a process of its own, and the
 two are timed in turns (one call of each per round) so that other jobs on the machine slow both alike. Times are medians.
-``--profile`` adds MindSpore's per-op profile of both passes, by kind of kernel (``benchmarks/op_profile.py``).
+``--profile`` adds MindSpore's per-op profile of both passes, by kind of kernel (``benchmarks/op_profile.py``);
+``--branch S`` times the model's OFA exit branch of stage S instead, on random stage features;
+``--against CHECKOUT`` also times the model as another checkout of this repository builds it, in the same
+rounds (what a change to the model code gained, measured under the same load).
 The last line printed is ``forward_s=<ours> forward_backward_s=<ours>``.
 """
 import argparse
+import importlib
 import importlib.util
 import json
 import os
@@ -31,6 +35,7 @@ from mindspore import Tensor, nn, ops  # noqa: E402
 
 from benchmarks.op_profile import profile_calls, summarise  # noqa: E402
 from benchmarks.timm_twin import TIMM_MISSING, TWINS  # noqa: E402
+from src.distill import build_branch  # noqa: E402
 from src.models import create_model, list_models  # noqa: E402
 
 PASSES = ("forward", "forward_backward")
@@ -44,12 +49,19 @@ def build_arg_parser():
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--in-channels", type=int, default=3, choices=(1, 3))
+    p.add_argument("--in-channels", type=int, default=None, choices=(1, 3),
+                   help="image channels (default: the model's default, 3)")
     p.add_argument("--repeats", type=int, default=5, help="timed calls per pass (the median is reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls first (the first one compiles)")
     p.add_argument("--threads", type=int, default=2, help="kernel threads of MindSpore and of PyTorch")
     p.add_argument("--passes", nargs="+", default=list(PASSES), choices=PASSES)
+    p.add_argument("--branch", type=int, default=None, choices=(1, 2, 3, 4),
+                   help="time the model's OFA exit branch of this stage instead (on random stage features; "
+                        "teacher width = the model's)")
     p.add_argument("--no-timm", action="store_true", help="time ours only")
+    p.add_argument("--against", default=None, metavar="CHECKOUT",
+                   help="also time the same model built by another checkout of this repository (its src/models), "
+                        "in turns with ours: what a change gained")
     p.add_argument("--profile", action="store_true", help="also profile our passes per op (MindSpore profiler)")
     p.add_argument("--profile-calls", type=int, default=2, help="calls recorded per profiled pass")
     p.add_argument("--profile-dir", default=None,
@@ -87,15 +99,34 @@ def _sync(outputs):
     return float(first.asnumpy().reshape(-1)[0])
 
 
-class OursRunner:
-    """Compiled forward (eval) and forward+backward (train) of our model on one fixed batch."""
+def models_of_checkout(checkout):
+    """``src.models`` of another checkout, imported as the package ``reference_src`` beside ours (model files
+    import each other relatively, so the two trees do not mix)."""
+    init = os.path.join(checkout, "src", "__init__.py")
+    if not os.path.isfile(init):
+        raise ValueError(f"--against '{checkout}' is not a checkout of this repository (no src/__init__.py)")
+    spec = importlib.util.spec_from_file_location("reference_src", init,
+                                                  submodule_search_locations=[os.path.dirname(init)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["reference_src"] = package
+    spec.loader.exec_module(package)
+    return importlib.import_module("reference_src.models")
 
-    def __init__(self, args):
-        self.net = create_model(args.model, num_classes=args.num_classes, image_size=args.image_size,
-                                in_channels=args.in_channels)
+
+class OursRunner:
+    """Compiled forward (eval) and forward+backward (train) of a model on one fixed batch; ``build`` is our
+    ``create_model`` or another checkout's."""
+
+    def __init__(self, args, build=create_model):
+        channels = {} if args.in_channels is None else {"in_channels": args.in_channels}
+        self.net = build(args.model, num_classes=args.num_classes, image_size=args.image_size, **channels)
+        shape = (args.in_channels or 3, args.image_size, args.image_size)
+        if args.branch is not None:
+            stage_shape = tuple(self.net.stage_shapes()[args.branch - 1])
+            self.net = build_branch(self.net, args.branch, stage_shape, int(self.net.feature_dim), args.num_classes)
+            shape = stage_shape
         rng = np.random.default_rng(args.seed)
-        self.x = Tensor(rng.standard_normal((args.batch_size, args.in_channels, args.image_size,
-                                             args.image_size)).astype(np.float32))
+        self.x = Tensor(rng.standard_normal((args.batch_size,) + shape).astype(np.float32))
         self.y = Tensor(rng.integers(0, args.num_classes, args.batch_size).astype(np.int32))
         self.forward_cell = _EvalForward(self.net)
         self.backward_cell = ForwardBackward(self.net)
@@ -134,7 +165,7 @@ class TimmProcess:
 
     def __init__(self, args):
         config = {"model": args.model, "num_classes": args.num_classes, "image_size": args.image_size,
-                  "batch_size": args.batch_size, "in_channels": args.in_channels, "threads": args.threads,
+                  "batch_size": args.batch_size, "in_channels": args.in_channels or 3, "threads": args.threads,
                   "seed": args.seed}
         env = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}
         self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.timm_twin", json.dumps(config)],
@@ -164,6 +195,8 @@ def start_timm(args):
     """``(timm process or None, reason)``: the reason says why timm is not timed."""
     if args.no_timm:
         return None, "--no-timm"
+    if args.branch is not None:
+        return None, "an exit branch has no timm twin"
     if args.model not in TWINS:
         return None, f"no timm twin listed for '{args.model}' (benchmarks/timm_twin.py)"
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("timm") is None:
@@ -182,20 +215,25 @@ def _timed(ours, which):
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def time_passes(args, ours, theirs):
-    """Per pass: first call, warm-up, then ``repeats`` rounds of one call of ours and one of timm's."""
+def time_passes(args, ours, theirs, reference=None):
+    """Per pass: first call, warm-up, then ``repeats`` rounds of one call of ours, one of the reference
+    checkout's model (``--against``) and one of timm's."""
     result = {}
     for which in args.passes:
         first = _timed(ours, which)[0]
         graphs_after_first = graph_count(ours.cell(which))
         for _ in range(args.warmup - 1):
             _timed(ours, which)
+        for _ in range(args.warmup if reference is not None else 0):
+            _timed(reference, which)
         if theirs is not None:
             for _ in range(args.warmup):
                 theirs.timed(which)
-        ours_s, timm_s = [], []
+        ours_s, timm_s, reference_s = [], [], []
         for _ in range(args.repeats):
             ours_s.append(_timed(ours, which))
+            if reference is not None:
+                reference_s.append(_timed(reference, which))
             if theirs is not None:
                 timm_s.append(theirs.timed(which))
         median = statistics.median(t for t, _ in ours_s)
@@ -208,6 +246,11 @@ def time_passes(args, ours, theirs):
             entry.update(timm_s_median=timm_median, timm_s=[t for t, _ in timm_s],
                          timm_cpu_s_median=statistics.median(c for _, c in timm_s),
                          ours_speed_over_timm=timm_median / median)
+        if reference is not None:
+            reference_median = statistics.median(t for t, _ in reference_s)
+            entry.update(reference_s_median=reference_median, reference_s=[t for t, _ in reference_s],
+                         reference_cpu_s_median=statistics.median(c for _, c in reference_s),
+                         ours_speed_over_reference=reference_median / median)
         result[which] = entry
     return result
 
@@ -225,9 +268,14 @@ def run_benchmark(args):
     ms.set_seed(args.seed)
     load_start = os.getloadavg()
     ours = OursRunner(args)
+    reference = None
+    if args.against:
+        if args.branch is not None:
+            raise ValueError("--against compares whole models; leave out --branch")
+        reference = OursRunner(args, build=models_of_checkout(args.against).create_model)
     theirs, timm_reason = start_timm(args)
     try:
-        passes = time_passes(args, ours, theirs)
+        passes = time_passes(args, ours, theirs, reference)
     finally:
         if theirs is not None:
             theirs.close()
@@ -237,10 +285,11 @@ def run_benchmark(args):
         "timm": {"timed": theirs is not None, "reason_not_timed": timm_reason,
                  "params": theirs.params if theirs is not None else None},
         "params": ours.params,
+        "against": os.path.abspath(args.against) if args.against else None,
         "recompiled": any(p["graphs_compiled_after_all_calls"] != p["graphs_compiled_after_first_call"]
                           for p in passes.values()),
-        "config": {k: getattr(args, k) for k in ("model", "image_size", "batch_size", "num_classes", "in_channels",
-                                                  "repeats", "warmup", "threads", "passes", "seed")},
+        "config": {k: getattr(args, k) for k in ("model", "branch", "image_size", "batch_size", "num_classes",
+                                                  "in_channels", "repeats", "warmup", "threads", "passes", "seed")},
     }
     if args.profile:
         result["profile"] = {which: summarise(*_profile(ours, which, args), top=12) for which in args.passes}
@@ -258,10 +307,14 @@ def _profile(ours, which, args):
 
 def summary_lines(result):
     cfg = result["config"]
-    lines = [f"{result['model']} {cfg['image_size']}px batch {cfg['batch_size']}, {cfg['threads']} threads, "
+    what = result["model"] if cfg["branch"] is None else f"{result['model']} exit branch {cfg['branch']}"
+    lines = [f"{what} {cfg['image_size']}px batch {cfg['batch_size']}, {cfg['threads']} threads, "
              f"load {result['machine']['loadavg_start'][0]:.1f} -> {result['machine']['loadavg_end'][0]:.1f}"]
     for which, entry in result["passes"].items():
         line = f"{which}: ours {entry['ours_s_median']:.4f} s"
+        if "reference_s_median" in entry:
+            line += (f", --against {entry['reference_s_median']:.4f} s (ours/that speed "
+                     f"{entry['ours_speed_over_reference']:.2f}x)")
         if "timm_s_median" in entry:
             line += f", timm {entry['timm_s_median']:.4f} s, ours/timm speed {entry['ours_speed_over_timm']:.2f}x"
         lines.append(line)

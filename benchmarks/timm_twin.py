@@ -83,7 +83,10 @@ def import_timm():
 
 
 # Our name -> (timm name, extra timm kwargs). ``img_size`` is added for the token models (sized by it).
+_VIT_P4 = dict(patch_size=4, depth=6, num_heads=3)
+_SWIN_SMALL = dict(depths=(2, 2, 2, 2), num_heads=(2, 4, 8, 16))
 TWINS = {
+    "resnet10": ("resnet18", dict(layers=(1, 1, 1, 1))),
     "resnet18": ("resnet18", {}),
     "resnet34": ("resnet34", {}),
     "resnet50": ("resnet50", {}),
@@ -94,6 +97,10 @@ TWINS = {
     "vit_small": ("vit_small_patch16_224", {}),
     "vit_base": ("vit_base_patch16_224", {}),
     "swin_tiny": ("swin_tiny_patch4_window7_224", {}),
+    "swin_nano": ("swin_tiny_patch4_window7_224", dict(embed_dim=64, **_SWIN_SMALL)),
+    "swin_pico": ("swin_tiny_patch4_window7_224", dict(embed_dim=48, **_SWIN_SMALL)),
+    "vit_p4_pico": ("vit_tiny_patch16_224", dict(embed_dim=96, **_VIT_P4)),
+    "vit_p4_mini": ("vit_tiny_patch16_224", dict(embed_dim=192, **_VIT_P4)),
     "mixer_b16": ("mixer_b16_224", {}),
     "resmlp_12": ("resmlp_12_224", {}),
     "beitv2_base": ("beitv2_base_patch16_224", {}),

@@ -224,3 +224,37 @@ def test_patch_merging_matches_numpy_concat_order():
     cat = np.concatenate([img[:, 0::2, 0::2], img[:, 1::2, 0::2], img[:, 0::2, 1::2], img[:, 1::2, 1::2]], -1)
     expected = np_dense(np_layer_norm(cat.reshape(2, -1, 4 * dim), merge.norm), merge.reduction)
     np.testing.assert_allclose(merge(Tensor(x)).asnumpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+# ---- sizes that are not whole windows: forward and one compiled OFA training step ----
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [96, 256])
+def test_swin_at_padded_sizes_runs_and_trains_one_graph_step(size):
+    """A narrow Swin (swin_pico's depths, width 16, one head per 16 channels: the compile is the cost) as an
+    OFA student: every stage size follows the input, exit branches included."""
+    from src.distill import build_distiller
+    from src.engine import DistillTrainStep, create_optimizer, param_groups
+    from src.models.swin import SwinTransformer
+
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    ms.set_seed(0)
+    student = SwinTransformer(16, (2, 2, 2, 2), (1, 2, 4, 8), num_classes=4, image_size=size)  # window 7
+    assert any(block.padded for layer in student.layers for block in layer.blocks)
+    x = images(size)
+    student.set_train(False)
+    logits, stages, pooled = student.forward_with_stages(x)
+    assert [tuple(s.shape[1:]) for s in stages] == student.stage_shapes()
+    assert student.stage_shapes() == [((size // 4) ** 2, 16), ((size // 8) ** 2, 32), ((size // 16) ** 2, 64),
+                                      ((size // 32) ** 2, 128)]
+    assert logits.shape == (2, 4) and pooled.shape == (2, 128)
+
+    teacher = create_model("resnet10", num_classes=4, image_size=size)
+    distiller = build_distiller("ofa", student, teacher, num_classes=4, eps=(1.5,))
+    step = DistillTrainStep(distiller, create_optimizer("adamw", param_groups(distiller, 0.05), 1e-3))
+    step.set_train(True)
+    before = student.layers[0].blocks[1].attn.qkv.weight.asnumpy().copy()
+    ms.set_context(mode=ms.GRAPH_MODE)
+    loss = float(step(x, Tensor(np.array([0, 3], np.int32)))[0].asnumpy())
+    assert np.isfinite(loss)
+    assert not np.array_equal(student.layers[0].blocks[1].attn.qkv.weight.asnumpy(), before)

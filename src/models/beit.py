@@ -40,6 +40,7 @@ from mindspore.common.initializer import Normal, initializer
 from .layers import (LN_EPS, Attention, Mlp, PatchEmbed, TokenStackModel, drop_path, drop_path_rates, normal_dense,
                      relative_position_bias)
 from .registry import register_model
+from .resize import other_size_error
 
 
 def relative_position_index(grid_h, grid_w):
@@ -148,10 +149,9 @@ class Beit(TokenStackModel):
         name = "blocks.0.attn.relative_position_bias_table"
         value, want = params.get(name), tuple(self.blocks[0].attn.relative_position_bias_table.shape)
         if value is not None and tuple(value.shape) != want:
-            raise ValueError(
-                f"checkpoint '{source}': '{name}' has shape {tuple(value.shape)}, this model ({self.image_size} px) "
-                f"expects {want}: BEiT's relative-position tables follow the patch grid; build the model at the "
-                f"checkpoint's size")
+            raise other_size_error(source, name, value.shape, want, self.image_size,
+                                   "BEiT's relative-position tables follow the patch grid; build the model at the "
+                                   "checkpoint's size")
         return params
 
 

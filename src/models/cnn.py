@@ -220,22 +220,24 @@ class MobileNetV2Stages(MobileNetV2, CNNStageMixin):
         return logits, stages, pooled
 
 
+def resnet(name, block, layers, num_classes, image_size, options):
+    """A registered ResNet: mindcv's ``block`` repeated ``layers`` times per stage, with checked ``options``."""
+    return ResNetStages(block, layers, num_classes=num_classes, image_size=image_size, **cnn_options(name, options))
+
+
 @register_model
 def resnet18(num_classes=1000, image_size=224, **kwargs):
-    kwargs = cnn_options("resnet18", kwargs)
-    return ResNetStages(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, image_size=image_size, **kwargs)
+    return resnet("resnet18", BasicBlock, [2, 2, 2, 2], num_classes, image_size, kwargs)
 
 
 @register_model
 def resnet34(num_classes=1000, image_size=224, **kwargs):
-    kwargs = cnn_options("resnet34", kwargs)
-    return ResNetStages(BasicBlock, [3, 4, 6, 3], num_classes=num_classes, image_size=image_size, **kwargs)
+    return resnet("resnet34", BasicBlock, [3, 4, 6, 3], num_classes, image_size, kwargs)
 
 
 @register_model
 def resnet50(num_classes=1000, image_size=224, **kwargs):
-    kwargs = cnn_options("resnet50", kwargs)
-    return ResNetStages(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, image_size=image_size, **kwargs)
+    return resnet("resnet50", Bottleneck, [3, 4, 6, 3], num_classes, image_size, kwargs)
 
 
 @register_model

@@ -86,3 +86,9 @@ def fit_input_channels(model, params):
                 and shape[0] == want[0] and shape[2:] == want[2:]:
             fitted[name] = same_kind(value, as_array(value).sum(axis=1, keepdims=True), name)
     return fitted
+
+
+def other_size_error(source, name, got, want, image_size, why):
+    """The one-line refusal of a size-dependent tensor that cannot be fitted: ValueError saying ``why``."""
+    return ValueError(f"checkpoint '{source}': '{name}' has shape {tuple(got)}, this model ({image_size} px) expects "
+                      f"{tuple(want)}: {why}")

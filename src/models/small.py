@@ -5,7 +5,7 @@ They reuse the ViT / ResMLP / ResNet classes; only the sizes differ. At 32 px a 
 """
 from mindcv.models.resnet import BasicBlock
 
-from .cnn import ResNetStages, cnn_options
+from .cnn import resnet
 from .mlp import MlpMixer
 from .registry import register_model
 from .vit import VisionTransformer
@@ -35,5 +35,4 @@ def resmlp_p4_pico(num_classes=1000, image_size=32, **kwargs):
 @register_model
 def resnet10(num_classes=1000, image_size=224, **kwargs):
     """ResNet with one basic block per stage (the ResNet-18 widths)."""
-    kwargs = cnn_options("resnet10", kwargs)
-    return ResNetStages(BasicBlock, [1, 1, 1, 1], num_classes=num_classes, image_size=image_size, **kwargs)
+    return resnet("resnet10", BasicBlock, [1, 1, 1, 1], num_classes, image_size, kwargs)

@@ -48,6 +48,7 @@ from mindspore.common.initializer import TruncatedNormal, initializer
 from .base import StageModel, check_in_channels
 from .layers import Attention, Mlp, PatchEmbed, dense, drop_path, relative_position_bias
 from .registry import register_model
+from .resize import other_size_error
 
 MASKED = -100.0  # timm's additive mask value between tokens that were not neighbours before the shift
 LN_EPS = 1e-5  # torch's default, which timm's Swin keeps
@@ -270,11 +271,10 @@ class SwinTransformer(StageModel):
             if name.endswith("relative_position_bias_table") and value is not None \
                     and tuple(value.shape) != tuple(param.shape):
                 full = self.patch_size * self.window_size * 2 ** (len(self.plan) - 1)
-                raise ValueError(
-                    f"checkpoint '{source}': '{name}' has shape {tuple(value.shape)}, this model "
-                    f"({self.image_size} px) expects {tuple(param.shape)}: Swin's relative-position tables "
-                    f"follow the stage windows, which shrink below {full} px; build the model at the "
-                    f"checkpoint's size (every multiple of 32 from {full} px up shares the same tables)")
+                raise other_size_error(source, name, value.shape, param.shape, self.image_size,
+                                       f"Swin's relative-position tables follow the stage windows, which shrink "
+                                       f"below {full} px; build the model at the checkpoint's size (every "
+                                       f"multiple of 32 from {full} px up shares the same tables)")
         return params
 
 
