@@ -286,9 +286,9 @@ class CacheWriter:
         for name, spec in plan["arrays"].items():
             path = os.path.join(self.partial, self.part["files"][name])
             shape = (self.pairs, *spec["shape_per_image"][1:])
-            if os.path.isfile(path):
+            if done > 0:  # resuming: rows before ``done`` were flushed
                 self.maps[name] = np.load(path, mmap_mode="r+")
-            else:
+            else:  # a fresh part (any file a run killed before its first flush left is replaced)
                 self.maps[name] = np.lib.format.open_memmap(path, mode="w+", dtype=spec["dtype"], shape=shape)
         self.progress = os.path.join(self.partial, f"progress-{rank:05d}-of-{self.group_size:05d}.json")
 
