@@ -1,4 +1,4 @@
-"""Exit branches: parameter counts equal the reference's (SPEC.md section 3), shapes, errors."""
+"""Exit branches: parameter counts equal the authors' code's (docs/method.md), shapes, errors."""
 import numpy as np
 import pytest
 
@@ -12,8 +12,8 @@ def n_params(cell):
     return sum(int(np.prod(p.shape)) for p in cell.trainable_params())
 
 
-# student, teacher, classes, per-stage branch parameters (SPEC.md section 3)
-SPEC_ROWS = [
+# student, teacher, classes, per-stage branch parameters of the authors' branches (random init)
+REFERENCE_ROWS = [
     ("resnet18", "deit_tiny", 1000, (781_800, 767_976, 715_752, 775_656)),
     ("resnet18", "swin_tiny", 100, (411_748, 397_924, 345_700, 470_884)),
     ("mobilenetv2_100", "deit_tiny", 100, (275_044, 221_796, 264_676, 1_767_780)),
@@ -24,8 +24,8 @@ SPEC_ROWS = [
 TEACHER_DIM = {"deit_tiny": 192, "swin_tiny": 768, "convnext_tiny": 768, "resnet18": 512}
 
 
-@pytest.mark.parametrize("student,teacher,classes,expected", SPEC_ROWS,
-                         ids=[f"{s}<-{t}" for s, t, _, _ in SPEC_ROWS])
+@pytest.mark.parametrize("student,teacher,classes,expected", REFERENCE_ROWS,
+                         ids=[f"{s}<-{t}" for s, t, _, _ in REFERENCE_ROWS])
 def test_branch_parameter_counts_match_reference(student, teacher, classes, expected):
     net = create_model(student, num_classes=classes, image_size=224)
     shapes = net.stage_shapes(224)

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 import mindspore as ms
-from mindspore import nn
 
 from src.distill import build_distiller
 from src.engine import DistillTrainStep, create_optimizer, param_groups

@@ -1,4 +1,4 @@
-"""Losses (SPEC sections 1 and 6) against float64 golden values, gradients, dtypes, GRAPH_MODE."""
+"""Losses (the OFA loss and the baselines of docs/method.md) against float64 golden values, gradients, dtypes, GRAPH_MODE."""
 import importlib.util
 import json
 import os

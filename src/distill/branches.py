@@ -1,4 +1,4 @@
-"""Exit branches: map one student stage's features to logits (SPEC.md section 3).
+"""Exit branches: map one student stage's features to logits (docs/method.md, "Exit branches").
 
 ``ConvBranch`` serves students whose stages are spatial maps ``[B, C, H, W]`` (CNNs, CycleMLP);
 ``TokenBranch`` serves token students ``[B, N, E]`` (ViT/DeiT, Swin, Mixer, ResMLP).

@@ -1,4 +1,4 @@
-"""The OFA loss (SPEC section 1): cross-entropy against teacher probabilities re-weighted by eps."""
+"""The OFA loss (docs/method.md): cross-entropy against teacher probabilities re-weighted by eps."""
 import mindspore as ms
 from mindspore import ops
 
