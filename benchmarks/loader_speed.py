@@ -12,8 +12,9 @@ times whole epochs, alternating them round after round:
 * ``pil`` (``--with-pil``): the former path, images decoded by PIL inside the Python source.
 
 Each is run with 1 and 2 workers and with 2 workers plus ``python_multiprocessing`` (``--settings``).
-An epoch's first batch (worker start-up) is not timed. The JSON holds every epoch time, the median
-images/s and images/s per worker of each (way, setting) and the machine's load; the last line printed
+An epoch's first batch (worker start-up) is not timed. The JSON holds every epoch's wall and CPU time,
+the median images/s, images/s per worker and images per CPU-second of this process (worker processes
+not included) of each (way, setting) and the machine's load; the last line printed
 is ``ours_over_imagefolder=<float>``: the smallest ratio of ours to the baseline over the settings.
 """
 import argparse
@@ -112,14 +113,13 @@ def build_pipeline(way, cfg, split):
 
 
 def time_epoch(pipeline):
-    """``(images, seconds)`` of one epoch after its first batch."""
+    """``(images, wall seconds, cpu seconds of this process)`` of one epoch after its first batch."""
     it = pipeline.create_tuple_iterator(num_epochs=1, output_numpy=True)
     next(it)
-    count, t0 = 0, time.perf_counter()
+    count, t0, cpu0 = 0, time.perf_counter(), time.process_time()
     for images, _ in it:
         count += images.shape[0]
-    seconds = time.perf_counter() - t0
-    return count, seconds
+    return count, time.perf_counter() - t0, time.process_time() - cpu0
 
 
 def run_benchmark(args):
@@ -140,11 +140,14 @@ def run_benchmark(args):
     results = {}
     for (way, setting), runs in times.items():
         workers, multiprocessing = SETTINGS[setting]
-        rates = [count / seconds for count, seconds in runs]
-        median = statistics.median(rates)
+        median = statistics.median(count / seconds for count, seconds, _ in runs)
         results.setdefault(setting, {})[way] = {
             "workers": workers, "python_multiprocessing": multiprocessing, "images_per_s": median,
-            "images_per_s_per_worker": median / workers, "epochs": [{"images": c, "seconds": s} for c, s in runs]}
+            "images_per_s_per_worker": median / workers,
+            # CPU time of this process's threads: steadier than wall time on a shared machine, but it
+            # misses the work of worker processes (python_multiprocessing)
+            "images_per_cpu_s": statistics.median(count / max(cpu, 1e-9) for count, _, cpu in runs),
+            "epochs": [{"images": c, "seconds": s, "cpu_seconds": cpu} for c, s, cpu in runs]}
     for setting, row in results.items():
         row["ours_over_imagefolder"] = row["ours"]["images_per_s"] / row["imagefolder"]["images_per_s"]
         if "pil" in row:
@@ -166,8 +169,8 @@ def summary_lines(result):
              f"{cfg['rounds']} epochs each; load {result['machine']['loadavg_start'][0]:.1f} -> "
              f"{result['machine']['loadavg_end'][0]:.1f} on {result['machine']['cpus']} cpus"]
     for setting, row in result["settings"].items():
-        ways = ", ".join(f"{way} {row[way]['images_per_s']:.1f} ({row[way]['images_per_s_per_worker']:.1f}/worker)"
-                         for way in WAYS if way in row)
+        ways = ", ".join(f"{way} {row[way]['images_per_s']:.1f} ({row[way]['images_per_s_per_worker']:.1f}/worker, "
+                         f"{row[way]['images_per_cpu_s']:.1f}/cpu-s)" for way in WAYS if way in row)
         lines.append(f"workers {setting}: images/s {ways}; ours/imagefolder {row['ours_over_imagefolder']:.2f}"
                      + (f", ours/pil {row['ours_over_pil']:.2f}" if "ours_over_pil" in row else ""))
     return lines

@@ -128,18 +128,32 @@ def check_png(data):
 
 
 def as_bmp(image):
-    """An ``[H, W, 3]`` uint8 array as the bytes of an uncompressed BMP file (what C++ ``Decode`` reads back exactly)."""
+    """An ``[H, W, 3]`` uint8 array as the bytes of an uncompressed BMP file (C++ ``Decode`` reads it back exactly)."""
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="BMP")
     return np.frombuffer(buffer.getvalue(), dtype=np.uint8)
+
+
+def read_file(path):
+    """The bytes of a file in one unbuffered read (less CPU than ``open(path, "rb").read()``)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        chunks = []
+        while True:  # one read for a regular file; loop for short reads (network file systems)
+            chunk = os.read(fd, max(size + 1, 1 << 16))
+            if not chunk:
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
 
 
 def read_encoded(path):
     """The bytes MindSpore's ``Decode`` gets for one file: a checked JPEG or PNG as it is, any other format
     decoded by PIL and re-encoded as BMP. ValueError naming the file when it is corrupt."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_file(path)
     except OSError as err:
         raise ValueError(f"cannot read image {path}: {type(err).__name__}: {err}") from None
     if data.startswith(JPEG_MAGIC):

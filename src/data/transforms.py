@@ -58,11 +58,9 @@ def build_image_transforms(cfg, is_training, decode=False):
     else:
         ops = create_transforms("imagenet", image_resize=cfg["image_size"], is_training=False,
                                 crop_pct=cfg["crop_pct"], **common)
-    decoded_at = 0
-    if decode:
-        decoded_at = 1  # after the decoding op (it may crop and resize): the first op on a decoded image
-    else:
+    if not decode:
         ops = _on_decoded_images(ops)
+    decoded_at = 1 if decode else 0  # where ops start working on a decoded image: after the decoding op
     if cfg["in_channels"] == 1:
         to_gray = [vision.ConvertColor(vision.ConvertMode.COLOR_RGB2GRAY),
                    vision.ConvertColor(vision.ConvertMode.COLOR_GRAY2RGB)]
