@@ -8,7 +8,8 @@ times whole epochs, alternating them round after round:
 
 * ``ours``: ``src.data.create_dataset`` (file bytes read in Python, decoded by C++ ops);
 * ``imagefolder``: ``ds.ImageFolderDataset`` with the same transforms (``RandomCropDecodeResize``
-  ... or ``Decode`` + resize + centre crop), the baseline MindSpore's model zoo uses;
+  ... or ``Decode`` + resize + centre crop) and batch-level mixup/cutmix, the baseline MindSpore's model
+  zoo uses;
 * ``pil`` (``--with-pil``): the former path, images decoded by PIL inside the Python source.
 
 Each is run with 1 and 2 workers and with 2 workers plus ``python_multiprocessing`` (``--settings``).
@@ -90,7 +91,7 @@ def build_pipeline(way, cfg, split):
     from src.data import create_dataset, load_source
     from src.data.loader import runs_in_python
     from src.data.sampler import EpochShardSampler, PaddedValSampler
-    from src.data.transforms import build_image_transforms
+    from src.data.transforms import build_image_transforms, build_mixup
 
     is_train = split == "train"
     workers, multiprocessing = cfg["num_workers"], cfg["python_multiprocessing"]
@@ -109,7 +110,11 @@ def build_pipeline(way, cfg, split):
                                        python_multiprocessing=multiprocessing)
     pipeline = pipeline.map(operations=ops, input_columns="image", num_parallel_workers=workers,
                             python_multiprocessing=multiprocessing and any(runs_in_python(op) for op in ops))
-    return pipeline.batch(cfg["batch_size"], drop_remainder=True)
+    pipeline = pipeline.batch(cfg["batch_size"], drop_remainder=True)
+    mixup = build_mixup(cfg) if is_train else None  # as create_dataset does: the same work in every way
+    if mixup is not None:
+        pipeline = pipeline.map(operations=mixup, input_columns=["image", "label"])
+    return pipeline
 
 
 def time_epoch(pipeline):

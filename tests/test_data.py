@@ -205,6 +205,9 @@ def test_structure_checks_find_broken_files(tmp_path):
     jpeg, png = textured_image(0), textured_image(0, format="PNG")
     assert check_jpeg(jpeg) == "" and check_png(png) == ""
     assert check_jpeg(textured_image(1, progressive=True)) == ""
+    lossless = bytearray(jpeg)
+    lossless[lossless.index(b"\xff\xc0") + 1] = 0xC3  # a lossless frame: not for MindSpore's decoder
+    assert check_jpeg(bytes(lossless)) is None
     for cut in (20, 200, len(jpeg) // 2, len(jpeg) - 2):  # a 200-byte JPEG crashes MindSpore's decoder
         assert check_jpeg(jpeg[:cut]) != "", cut
     assert "truncated" in check_png(png[:-12])

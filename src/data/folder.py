@@ -75,7 +75,8 @@ def read_image(path):
 
 
 def check_jpeg(data):
-    """Why the JPEG ``data`` cannot be decoded whole ("" when its markers, frame and end of image are in place)."""
+    """Why the JPEG ``data`` cannot be decoded whole: "" when its markers, frame and end of image are in
+    place, None for a frame type MindSpore's decoder does not take."""
     pos, frame = 2, None
     while True:
         if pos + 4 > len(data) or data[pos] != 0xFF:
@@ -94,7 +95,7 @@ def check_jpeg(data):
             return f"segment 0x{marker:02X} at byte {pos} runs past the end of the file"
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame
             if marker not in JPEG_FRAMES:
-                return f"unsupported JPEG frame type 0x{marker:02X} (lossless, arithmetic or hierarchical)"
+                return None  # lossless, arithmetic-coded or hierarchical: left to PIL
             if length < 8:
                 return "start-of-frame segment too short"
             _, height, width, components = struct.unpack(">BHHB", data[pos + 4:pos + 10])
@@ -161,6 +162,8 @@ def read_encoded(path):
     elif data.startswith(PNG_MAGIC):
         problem = check_png(data)
     else:
+        problem = None
+    if problem is None:
         return as_bmp(read_image(path))
     if problem:
         raise ValueError(f"cannot read image {path}: {problem}")

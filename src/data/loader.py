@@ -103,7 +103,7 @@ def runs_in_python(op):
 def image_pipeline(cfg, source, sampler, is_train):
     """Unbatched ``image, label`` of ``source`` in ``sampler``'s order, through the split's transforms.
 
-    Image folders hand over file bytes (read and checked in Python threads: ~0.2 ms an image, less than
+    Image folders hand over file bytes (read and checked in Python threads: ~0.05 ms an image, less than
     sending them from a process would cost); MindSpore's C++ ops decode them in ``num_workers`` threads
     (training decodes only the random crop). In-memory arrays are only indexed (one reader, no copies).
     ``python_multiprocessing`` runs the Python transforms (auto-augment, random erasing) in processes.
