@@ -223,7 +223,7 @@ def test_structure_checks_find_broken_files(tmp_path):
         read_encoded(half)
 
 
-def corrupt_folder(root, split, extra=()):
+def corrupt_folder(root, split):
     root = make_image_folder(root, splits=("train", "val"))
     bad = os.path.join(root, split, "class_1", "img_1.jpg" if split == "val" else "img_2.jpg")
     with open(bad, "wb") as f:
