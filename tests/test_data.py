@@ -5,6 +5,7 @@ import logging
 import os
 import pickle
 
+import mindspore.dataset as ds
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,8 +13,10 @@ from PIL import Image
 from src.config import load_config
 from src.data import PAD_LABEL, balanced_subset, create_dataset, load_source, pipeline_error_message
 from src.data.cifar import read_cifar
+from src.data.folder import check_jpeg, check_png, read_encoded
 from src.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_mnist
-from src.data.sampler import padded_val_indices, shard_indices
+from src.data.sampler import PaddedValSampler, padded_val_indices, shard_indices
+from src.data.transforms import build_image_transforms
 
 COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -146,24 +149,142 @@ def test_image_folder_structure_errors_name_the_path(tmp_path):
     assert len(load_source(cfg, "val")) == 9
 
 
-def test_corrupt_image_is_named_or_skipped(tmp_path, caplog):
-    root = make_image_folder(tmp_path / "imgs", splits=("train",))
-    bad = os.path.join(root, "train", "class_1", "img_2.jpg")  # the last of its class
+def textured_image(seed, size=(40, 30), format="JPEG", mode="RGB", **save):
+    """Encoded bytes of a smooth random image (JPEG-like content, so decoders and resizers are exercised)."""
+    rng = np.random.RandomState(seed)
+    small = rng.randint(0, 256, size=(size[1] // 8 + 1, size[0] // 8 + 1, 3)).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(small).resize(size, Image.BILINEAR).convert(mode).save(buffer, format=format, **save)
+    return buffer.getvalue()
+
+
+def write_file(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def test_cpp_decoding_keeps_labels_and_order(tmp_path):
+    root = make_image_folder(tmp_path / "imgs")
+    cfg = make_cfg("imagefolder", root, "num_classes=3", "num_workers=2")
+    val_source = load_source(cfg, "val")
+    images, labels = map(np.concatenate, zip(*batches(create_dataset(cfg, "val"))[0]))
+    assert labels.tolist() == val_source.labels.tolist() == [0, 0, 1, 1, 2, 2]  # file order, no padding needed
+    assert (images.mean(axis=(2, 3)).argmax(axis=1) == labels).all()  # each image is its class colour
+    train_source = load_source(cfg, "train")
+    images, labels = map(np.concatenate, zip(*batches(create_dataset(cfg, "train", source=train_source))[0]))
+    order = shard_indices(len(train_source), 0, 1, True, 0, 0)[:8]  # the sampler's epoch-0 order, 4 full batches
+    assert labels.tolist() == train_source.labels[order].tolist()
+    assert (images.mean(axis=(2, 3)).argmax(axis=1) == labels).all()
+
+
+def test_eval_transforms_match_the_pil_path(tmp_path):
+    """C++ ``Decode`` of JPEG/PNG gives PIL's pixels exactly (both use libjpeg-turbo / libpng), so the val
+    tensors equal those of the former path: PIL decoding, then the same resize/crop/normalise ops."""
+    files = {"a/0.jpg": textured_image(0), "a/1.jpg": textured_image(1, (30, 44), quality=70),
+             "a/2.jpg": textured_image(2, (33, 27), mode="L"),
+             "b/0.jpg": textured_image(3, progressive=True), "b/1.png": textured_image(4, format="PNG"),
+             "b/2.png": textured_image(5, (25, 41), format="PNG", mode="RGBA"),
+             "c/0.bmp": textured_image(6, format="BMP"), "c/1.jpg": textured_image(7, (64, 48), mode="CMYK")}
+    if "WEBP" in Image.registered_extensions().values():
+        files["c/2.webp"] = textured_image(8, format="WEBP")  # not decodable in C++: PIL, handed on as BMP
+    for name, data in files.items():
+        write_file(os.path.join(tmp_path, "val", name), data)
+    cfg = make_cfg("imagefolder", str(tmp_path), "num_classes=3", "crop_pct=0.9")
+    source = load_source(cfg, "val")
+    new = np.concatenate([image for image, _ in batches(create_dataset(cfg, "val", source=source))[0]])
+    old = ds.GeneratorDataset(source, ["image", "label"], sampler=PaddedValSampler(len(source), batch_size=2))
+    old = old.map(operations=build_image_transforms(cfg, False), input_columns="image").batch(2)
+    old = np.concatenate([image for image, _ in batches(old)[0]])
+    assert new.shape == old.shape == (len(files) + len(files) % 2, 3, 16, 16)
+    np.testing.assert_allclose(new, old, atol=1e-5)
+
+
+def test_structure_checks_find_broken_files(tmp_path):
+    jpeg, png = textured_image(0), textured_image(0, format="PNG")
+    assert check_jpeg(jpeg) == "" and check_png(png) == ""
+    assert check_jpeg(textured_image(1, progressive=True)) == ""
+    lossless = bytearray(jpeg)
+    lossless[lossless.index(b"\xff\xc0") + 1] = 0xC3  # a lossless frame: not for MindSpore's decoder
+    assert check_jpeg(bytes(lossless)) is None
+    for cut in (20, 200, len(jpeg) // 2, len(jpeg) - 2):  # a 200-byte JPEG crashes MindSpore's decoder
+        assert check_jpeg(jpeg[:cut]) != "", cut
+    assert "truncated" in check_png(png[:-12])
+    flipped = bytearray(png)
+    flipped[60] ^= 0xFF
+    assert "wrong CRC" in check_png(bytes(flipped))
+    garbage = write_file(os.path.join(tmp_path, "x.jpg"), b"not an image at all")
+    with pytest.raises(ValueError, match=f"cannot read image {garbage}: UnidentifiedImageError"):
+        read_encoded(garbage)
+    big = textured_image(2, (200, 150))  # half of it ends inside the entropy-coded data
+    half = write_file(os.path.join(tmp_path, "half.jpg"), big[:len(big) // 2])
+    with pytest.raises(ValueError, match=f"cannot read image {half}: truncated"):
+        read_encoded(half)
+
+
+def corrupt_folder(root, split):
+    root = make_image_folder(root, splits=("train", "val"))
+    bad = os.path.join(root, split, "class_1", "img_1.jpg" if split == "val" else "img_2.jpg")
     with open(bad, "wb") as f:
         f.write(jpeg_bytes(COLORS[1])[:200])  # truncated JPEG: the header opens, decoding fails
+    return root, bad
+
+
+def test_corrupt_image_is_named_or_skipped(tmp_path, caplog):
+    root, bad = corrupt_folder(tmp_path / "imgs", "train")  # the last image of class_1
     cfg = make_cfg("imagefolder", root, "num_classes=3")
     with pytest.raises(RuntimeError, match=bad) as excinfo:
         batches(create_dataset(cfg, "train"))
-    assert pipeline_error_message(excinfo.value).startswith(f"cannot read image {bad}: OSError")
-    source = load_source(make_cfg("imagefolder", root, "num_classes=3", "skip_corrupt=true"), "train")
+    message = pipeline_error_message(excinfo.value)
+    assert message.startswith(f"cannot read image {bad}: ") and "\n" not in message
+    skip_cfg = make_cfg("imagefolder", root, "num_classes=3", "skip_corrupt=true")
+    source = load_source(skip_cfg, "train")
     position = source.paths.index(bad)
     with caplog.at_level(logging.WARNING, logger="src.data.folder"):
-        image, label = source[position]
+        data, label = source.encoded()[position]
+        image, decoded_label = source[position]  # the decoded (teacher-cache) path skips the same way
     # replaced by the next image, class_2/img_0, and its label goes with it
-    assert image.shape == (12, 20, 3) and int(label) == int(source.labels[position + 1]) == 2
-    assert any(bad in record.getMessage() for record in caplog.records)
-    skip_cfg = make_cfg("imagefolder", root, "num_classes=3", "skip_corrupt=true")
+    assert int(label) == int(decoded_label) == int(source.labels[position + 1]) == 2
+    assert image.shape == (12, 20, 3) and data.tobytes() == jpeg_bytes(COLORS[2])
+    assert [r.getMessage() for r in caplog.records if bad in r.getMessage()]  # logged once per file
     assert len(batches(create_dataset(skip_cfg, "train", source=source))[0]) == 4
+
+
+def test_skipped_val_image_is_counted_once(tmp_path, caplog):
+    root, bad = corrupt_folder(tmp_path / "imgs", "val")
+    with pytest.raises(RuntimeError, match=bad):
+        batches(create_dataset(make_cfg("imagefolder", root, "num_classes=3"), "val"))
+    cfg = make_cfg("imagefolder", root, "num_classes=3", "skip_corrupt=true")
+    with caplog.at_level(logging.WARNING, logger="src.data.folder"):
+        labels = np.concatenate([label for _, label in batches(create_dataset(cfg, "val"))[0]])
+    # the corrupt class_1 image becomes padding: 5 images are evaluated, the next one is not counted twice
+    assert sorted(labels[labels >= 0].tolist()) == [0, 0, 1, 2, 2] and (labels == PAD_LABEL).sum() == 1
+    assert any(bad in record.getMessage() for record in caplog.records)
+
+
+def test_corrupt_image_with_python_multiprocessing(tmp_path):
+    """Python transforms in worker processes (RandAugment): the error still names the file in one line,
+    and skipping still works."""
+    root, bad = corrupt_folder(tmp_path / "imgs", "train")
+    extra = ("num_classes=3", "python_multiprocessing=true", "num_workers=2", "auto_augment=rand-m9-mstd0.5-inc1")
+    with pytest.raises(RuntimeError) as excinfo:
+        batches(create_dataset(make_cfg("imagefolder", root, *extra), "train"))
+    assert pipeline_error_message(excinfo.value).startswith(f"cannot read image {bad}: ")
+    epoch = batches(create_dataset(make_cfg("imagefolder", root, *extra, "skip_corrupt=true"), "train"))[0]
+    assert len(epoch) == 4 and epoch[0][0].shape == (2, 3, 16, 16)
+
+
+def test_error_message_of_a_worker_process():
+    """A source running in a worker process fails as "ValueError: Traceback ..." around the cause."""
+    err = RuntimeError("Exception thrown from user defined Python function in dataset.\n"
+                       "- Python Call Stack:\nTraceback (most recent call last):\n"
+                       "  File \"datasets_user_defined.py\", line 409, in process\n"
+                       "ValueError: Traceback (most recent call last):\n"
+                       "  File \"src/data/folder.py\", line 74, in load\n"
+                       "ValueError: cannot read image /d/train/a/1.jpg: OSError: Truncated File Read\n"
+                       "- Dataset Pipeline Error Message:\n[ERROR] Execute user Python code failed")
+    assert pipeline_error_message(err) == "cannot read image /d/train/a/1.jpg: OSError: Truncated File Read"
 
 
 # ----------------------------------------------------------------------------- CIFAR

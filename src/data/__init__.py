@@ -1,6 +1,6 @@
-"""Data pipeline: readers for ImageNet-style folders, CIFAR-10/100, (Fashion-)MNIST IDX files and
-fake images, mindcv transforms, mixup/cutmix, rank sharding and teacher-output caches (``teacher_cache``).
-See ``loader.create_dataset``."""
+"""Data pipeline: readers for ImageNet-style folders (file bytes decoded by MindSpore's C++ ops),
+CIFAR-10/100, (Fashion-)MNIST IDX files and fake images, mindcv transforms, mixup/cutmix, rank sharding and
+teacher-output caches (``teacher_cache``). See ``loader.create_dataset``."""
 from .loader import SPLITS, create_dataset, load_source, pipeline_error_message
 from .source import PAD_LABEL, balanced_subset
 from .teacher_cache import open_teacher_cache

@@ -11,10 +11,11 @@ float32 ``[B, num_classes]`` soft labels when mixup/cutmix is on (train only). E
   gives the exact top-1 of the full val split, with one compiled shape.
 """
 import mindspore.dataset as ds
+from mindspore.dataset.transforms.transforms import TensorOperation
 
 from .cifar import read_cifar
 from .fake import FakeSource
-from .folder import load_image_folder
+from .folder import FolderSource, load_image_folder
 from .idx import read_mnist
 from .replay import replay_pipeline
 from .sampler import EpochShardSampler, PaddedValSampler
@@ -86,15 +87,7 @@ def create_dataset(cfg, split, rank=0, group_size=1, start_epoch=0, source=None,
         sampler = PaddedValSampler(len(source), rank, group_size, batch_size)
     if cache is not None:
         return replay_pipeline(cfg, source, cache, sampler, batch_size, teacher_outputs)
-    decodes_files = not source.chw_float and cfg["dataset"] == "imagefolder"
-    pipeline = ds.GeneratorDataset(
-        source, ["image", "label"], sampler=sampler,
-        # decoding files is the heavy part; arrays are only indexed (one worker, no copies)
-        num_parallel_workers=cfg["num_workers"] if decodes_files else 1,
-        python_multiprocessing=decodes_files and cfg["python_multiprocessing"])
-    if not source.chw_float:
-        pipeline = pipeline.map(operations=build_image_transforms(cfg, is_train), input_columns="image",
-                                num_parallel_workers=cfg["num_workers"])
+    pipeline = image_pipeline(cfg, source, sampler, is_train)
     pipeline = pipeline.batch(batch_size, drop_remainder=True)
     mixup = build_mixup(cfg) if is_train else None
     if mixup is not None:
@@ -102,11 +95,39 @@ def create_dataset(cfg, split, rank=0, group_size=1, start_epoch=0, source=None,
     return pipeline
 
 
+def runs_in_python(op):
+    """True for a transform MindSpore runs as a Python function (auto-augment, random erasing, ...)."""
+    return not isinstance(op, TensorOperation)
+
+
+def image_pipeline(cfg, source, sampler, is_train):
+    """Unbatched ``image, label`` of ``source`` in ``sampler``'s order, through the split's transforms.
+
+    Image folders hand over file bytes (read and checked in Python threads: ~0.05 ms an image, less than
+    sending them from a process would cost); MindSpore's C++ ops decode them in ``num_workers`` threads
+    (training decodes only the random crop). In-memory arrays are only indexed (one reader, no copies).
+    ``python_multiprocessing`` runs the Python transforms (auto-augment, random erasing) in processes.
+    """
+    folder = isinstance(source, FolderSource)
+    items = source.encoded(replace_corrupt=is_train) if folder else source
+    pipeline = ds.GeneratorDataset(items, ["image", "label"], sampler=sampler,
+                                   num_parallel_workers=cfg["num_workers"] if folder else 1,
+                                   python_multiprocessing=False)
+    if source.chw_float:
+        return pipeline
+    ops = build_image_transforms(cfg, is_train, decode=folder)
+    in_python = any(runs_in_python(op) for op in ops)
+    return pipeline.map(operations=ops, input_columns="image", num_parallel_workers=cfg["num_workers"],
+                        python_multiprocessing=cfg["python_multiprocessing"] and in_python)
+
+
 def pipeline_error_message(err):
     """The one-line cause (ours, e.g. "cannot read image PATH: ...") inside MindSpore's multi-line
     error from a failed pipeline, for the entry points to report."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith("ValueError: "):
-            return line[len("ValueError: "):]
+    # a worker process's error comes back as "ValueError: Traceback ..." wrapping the original lines: take the last
+    causes = [line[len("ValueError: "):] for line in lines if line.startswith("ValueError: ")]
+    causes = [cause for cause in causes if not cause.startswith("Traceback")]
+    if causes:
+        return causes[-1]
     return lines[0] if lines else repr(err)

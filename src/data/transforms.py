@@ -1,9 +1,9 @@
 """Image transforms and mixup/cutmix, built from mindcv 0.3.0 with two adaptations.
 
-* Our readers hand over decoded ``[H, W, 3]`` uint8 arrays (folder images are decoded with PIL
-  so that a corrupt file can be named), while mindcv's ImageNet lists start by decoding bytes
-  (``RandomCropDecodeResize`` / ``Decode``): those first ops are swapped for the same crop on a
-  decoded image / dropped.
+* mindcv's ImageNet lists start by decoding bytes (``RandomCropDecodeResize`` / ``Decode``): image
+  folders keep them (``decode=True``: the file's bytes are decoded in C++, only the crop for training);
+  the other readers hand over decoded ``[H, W, 3]`` uint8 arrays, for which those first ops are swapped
+  for the same crop on a decoded image / dropped.
 * mindcv's ``create_loader`` hard-codes ``label_smoothing=0`` and ``switch_prob=0.5`` for mixup,
   so we build its ``Mixup`` ourselves with the recipe's values.
 
@@ -43,8 +43,9 @@ def _on_decoded_images(ops):
     return out
 
 
-def build_image_transforms(cfg, is_training):
-    """Ops mapping a decoded ``[H, W, 3]`` uint8 image to a normalised ``[C, H, W]`` float32 one."""
+def build_image_transforms(cfg, is_training, decode=False):
+    """Ops mapping a decoded ``[H, W, 3]`` uint8 image (``decode``: an encoded file's bytes) to a
+    normalised ``[C, H, W]`` float32 one."""
     mean = [255.0 * m for m in _three(cfg["mean"])]
     std = [255.0 * s for s in _three(cfg["std"])]
     common = dict(mean=mean, std=std, interpolation=cfg["interpolation"])
@@ -57,13 +58,15 @@ def build_image_transforms(cfg, is_training):
     else:
         ops = create_transforms("imagenet", image_resize=cfg["image_size"], is_training=False,
                                 crop_pct=cfg["crop_pct"], **common)
-    ops = _on_decoded_images(ops)
+    if not decode:
+        ops = _on_decoded_images(ops)
+    decoded_at = 1 if decode else 0  # where ops start working on a decoded image: after the decoding op
     if cfg["in_channels"] == 1:
         to_gray = [vision.ConvertColor(vision.ConvertMode.COLOR_RGB2GRAY),
                    vision.ConvertColor(vision.ConvertMode.COLOR_GRAY2RGB)]
         at = next(i for i, op in enumerate(ops) if isinstance(op, vision.HWC2CHW)) + 1
         # three equal gray channels go through the RGB ops; keep one of them at the end
-        ops = to_gray + ops[:at] + [ds_transforms.Slice(slice(0, 1))] + ops[at:]
+        ops = ops[:decoded_at] + to_gray + ops[decoded_at:at] + [ds_transforms.Slice(slice(0, 1))] + ops[at:]
     return ops
 
 

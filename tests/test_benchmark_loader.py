@@ -1,0 +1,34 @@
+"""The loader benchmark (``python -m benchmarks loader``): its report on a tiny JPEG folder it writes itself."""
+import json
+
+from benchmarks.__main__ import main as benchmarks_main
+
+
+def test_loader_benchmark_report(tmp_path, capsys):
+    out = tmp_path / "loader.json"
+    code = benchmarks_main(["loader", "--images", "16", "--classes", "2", "--width", "40", "--height", "30",
+                            "--image-size", "16", "--batch-size", "4", "--rounds", "2", "--settings", "1", "2mp",
+                            "--with-pil", "--json", str(out)])
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(out.read_text())
+    assert lines[-1] == f"ours_over_imagefolder={result['ours_over_imagefolder']:.4f}"
+    assert set(result["settings"]) == {"1", "2mp"}
+    for setting, workers, multiprocessing in (("1", 1, False), ("2mp", 2, True)):
+        row = result["settings"][setting]
+        for way in ("ours", "imagefolder", "pil"):
+            timing = row[way]
+            assert timing["workers"] == workers and timing["python_multiprocessing"] == multiprocessing
+            # 16 images, batch 4: 3 timed batches after the first, in each of the 2 epochs
+            assert [epoch["images"] for epoch in timing["epochs"]] == [12, 12]
+            assert timing["images_per_s"] > 0 and timing["images_per_cpu_s"] > 0
+            assert abs(timing["images_per_s_per_worker"] * workers - timing["images_per_s"]) < 1e-6
+        ratio = row["ours"]["images_per_s"] / row["imagefolder"]["images_per_s"]
+        assert abs(row["ours_over_imagefolder"] - ratio) < 1e-9
+    assert result["ours_over_imagefolder"] == min(r["ours_over_imagefolder"] for r in result["settings"].values())
+    assert result["config"]["split"] == "train" and len(result["machine"]["loadavg_start"]) == 3
+
+
+def test_loader_benchmark_rejects_too_few_images(capsys):
+    assert benchmarks_main(["loader", "--images", "4", "--batch-size", "4"]) == 2
+    assert capsys.readouterr().err.startswith("error: need --images >= 2 batches")
