@@ -94,7 +94,7 @@ KEYS = {
     "batch_size": _k("int", 128, "batch size per device"),
     "val_batch_size": _k("int", None, "val batch size per device, null = batch_size", nullable=True),
     "num_workers": _k("int", 4, "parallel workers of the data pipeline"),
-    "python_multiprocessing": _k("bool", False, "decode folder images in worker processes (ImageNet speed)"),
+    "python_multiprocessing": _k("bool", False, "run the Python transforms of the map (RandAugment, RandomErasing) in worker processes (ImageNet speed)"),
     "train_subset": _k("int", 0, "train on a fixed, seeded, class-balanced subset of N images (0 = all)"),
     "val_subset": _k("int", 0, "evaluate on a fixed, seeded, class-balanced subset of N images (0 = all)"),
     "fake_samples": _k("int", 1024, "images per split of the fake dataset"),
