@@ -347,8 +347,6 @@ def write_idx_files(root, counts=(64, 16)):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="needs the registry models to take in_channels (passed as cfg.in_channels by the builders)",
-                   strict=False)
 def test_grayscale_data_with_in_channels_1_trains_evaluates_and_exports(tmp_path):
     data, out = tmp_path / "fashion", tmp_path / "gray"
     write_idx_files(data)
