@@ -138,7 +138,8 @@ def test_resume_recomputes_the_schedule_and_refuses_what_cannot_change(tmp_path)
     lr = schedule_param(resumed)
     assert lr.shape == (4 * resumed.steps_per_epoch,) and saved_lr.shape == (2 * first.steps_per_epoch,)
     np.testing.assert_allclose(lr, np.array(resumed.lrs, np.float32))
-    assert max(resumed.lrs) == pytest.approx(5e-4) and resumed.epoch == 1
+    # cosine over every epoch, warm-up included (timm's schedule): the peak is below the new lr, far from the old
+    assert 0.8 * 5e-4 < max(resumed.lrs) <= 5e-4 * (1 + 1e-6) and resumed.epoch == 1
 
     for change, (key, old, new) in {"batch_size=2": ("batch_size", "4", "2"),
                                     "stages=[3,4]": ("stages", "[1, 2, 3, 4]", "[3, 4]")}.items():

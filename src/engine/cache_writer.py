@@ -19,6 +19,7 @@ from src.data.teacher_cache import (CacheWriter, check_replayable, file_sha256, 
 from src.distill import FrozenTeacher
 
 from .builders import build_teacher
+from .precision import resolve_precision
 
 
 class TeacherOutputs(nn.Cell):
@@ -70,8 +71,9 @@ def build_teacher_cache(cfg, out_dir=None, views=1, dtype="float16", topk=0, fea
     source = load_source(cfg, "train")
     fingerprint = split_fingerprint(source)
     teacher = build_teacher(_online(cfg))
-    if cfg.amp_level not in ("O0", None, ""):
-        ms.amp.auto_mixed_precision(teacher, cfg.amp_level)  # the teacher as an online run would compute it
+    amp_level = resolve_precision(cfg).amp_level
+    if amp_level != "O0":
+        ms.amp.auto_mixed_precision(teacher, amp_level)  # the teacher as an online run would compute it
     info = {"name": cfg.teacher, "checkpoint": os.path.abspath(cfg.teacher_ckpt),
             "sha256": file_sha256(cfg.teacher_ckpt), "feature_dim": int(teacher.feature_dim),
             "params": int(sum(p.size for p in teacher.get_parameters()))}
