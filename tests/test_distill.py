@@ -35,6 +35,7 @@ PAIRS = [("resnet18", "deit_tiny"),   # CNN teacher -> ViT student
          ("resnet18", "resmlp_12")]   # CNN teacher -> MLP student
 
 
+@pytest.mark.slow  # a full-size teacher, student and branches compiled per pair
 @pytest.mark.parametrize("teacher_name,student_name", PAIRS, ids=[f"{t}->{s}" for t, s in PAIRS])
 def test_graph_mode_ofa_step_trains_student_and_freezes_teacher(teacher_name, student_name):
     ms.set_seed(1)
@@ -157,6 +158,7 @@ def test_weight_decay_skips_biases_and_1d_parameters_and_teacher_is_not_trained(
     assert "student.cls_token" in {p.name for p in decay["params"]} or "student.cls_token" in names
 
 
+@pytest.mark.slow
 def test_graph_mode_step_beitv2_teacher_to_cyclemlp_student():
     """The paper's best MLP pair (BEiT v2 -> CycleMLP) at a small image size.
 

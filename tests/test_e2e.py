@@ -64,6 +64,7 @@ def ofa_args(work, out, *extra):
             "student=vit_p4_pico", f"output_dir={out}", *extra)
 
 
+@pytest.mark.slow
 def test_train_eval_export(work):
     out = work["root"] / "ofa"
     proc = run("train.py", *ofa_args(work, out))
@@ -106,6 +107,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_worker_msrun_ends_with_identical_weights(work):
     if shutil.which("msrun") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "msrun")):
         pytest.fail("msrun is not installed next to this Python: it ships with MindSpore")
@@ -172,6 +174,7 @@ def test_export_rejects_missing_checkpoint(work):
     assert proc.returncode == 2 and "/nope.ckpt" in proc.stderr
 
 
+@pytest.mark.slow
 def test_unreadable_image_is_named(work, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(work["data"], data)
