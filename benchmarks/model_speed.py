@@ -21,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,6 +40,7 @@ from src.distill import build_branch  # noqa: E402
 from src.models import create_model, list_models  # noqa: E402
 
 PASSES = ("forward", "forward_backward")
+CLOSE_TIMEOUT_S = 60  # seconds the timm worker gets to exit once its input is closed
 
 
 def build_arg_parser():
@@ -168,13 +170,16 @@ class TimmProcess:
                   "batch_size": args.batch_size, "in_channels": args.in_channels or 3, "threads": args.threads,
                   "seed": args.seed}
         env = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}
+        # the worker's warnings go to a file: a pipe nobody reads fills up and blocks the worker
+        self.stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.timm_twin", json.dumps(config)],
                                      cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=self.stderr, text=True)
         first = self.proc.stdout.readline().split()
         if not first or first[0] != "ready":
             self.close()
-            error = self.proc.stderr.read().strip().splitlines()
+            self.stderr.seek(0)
+            error = self.stderr.read().strip().splitlines()
             raise RuntimeError(error[-1] if error else "the timm worker exited without a word")
         self.params = int(first[1])
 
@@ -186,9 +191,15 @@ class TimmProcess:
         return float(wall), float(cpu)
 
     def close(self):
+        """End the worker; one slow to exit (PyTorch's teardown on a loaded machine) is killed, and the
+        timings already taken are kept."""
         if self.proc.poll() is None:
             self.proc.stdin.close()
-            self.proc.wait(timeout=60)
+            try:
+                self.proc.wait(timeout=CLOSE_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def start_timm(args):

@@ -89,3 +89,14 @@ def test_summary_is_per_call_with_shares_and_the_host_gap():
     assert summary["kernel_ms_per_call"] == 50.0 and summary["outside_kernels_ms"] == 30.0
     assert summary["share_of_kernel_time"]["gelu"] == pytest.approx(0.1)
     assert summary["other_by_op_type_ms"] == {"Transpose": 15.0}
+
+
+def test_a_timm_worker_slow_to_exit_is_killed_and_the_timings_kept(monkeypatch):
+    from benchmarks import model_speed
+
+    monkeypatch.setattr(model_speed, "CLOSE_TIMEOUT_S", 0.5)
+    worker = object.__new__(model_speed.TimmProcess)  # a stand-in worker: reads its input, then hangs
+    worker.proc = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.stdin.read(); time.sleep(60)"],
+                                   stdin=subprocess.PIPE, text=True)
+    worker.close()
+    assert worker.proc.returncode is not None and worker.proc.returncode != 0
