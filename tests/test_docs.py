@@ -39,7 +39,7 @@ FOREIGN_PATHS = {"configs/cifar/cnn.yaml", "configs/cifar/vit_mlp.yaml", "config
 
 def slug(heading):
     """The anchor GitHub gives a Markdown heading."""
-    text = re.sub(r"[`*_]|\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip().lower())
+    text = re.sub(r"[`*]|\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip().lower())
     return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
 
 
@@ -147,7 +147,7 @@ def dangling_references(root):
         problems += markdown_references(root, rel)
     for rel in rels("configs/**/*.yaml"):
         problems += yaml_comment_references(root, rel)
-    for rel in rels("train.py", "eval.py", "export.py", "tools/*.py", "benchmarks/*.py"):
+    for rel in rels("train.py", "eval.py", "export.py", "tools/*.py", "benchmarks/*.py", "src/**/*.py"):
         problems += python_string_references(root, rel)
     for rel in rels("scripts/*.sh"):
         problems += text_references(root, rel)
