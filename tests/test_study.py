@@ -9,7 +9,7 @@ from PIL import Image
 
 from src.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx, read_mnist
 from tools import study
-from tools.study_plot import draw_panels, nice_ticks
+from tools.study_plot import draw_panels, draw_sweep
 
 
 def make_idx_dataset(root, train=400, test=200, seed=0):
@@ -52,10 +52,7 @@ def test_write_idx_round_trip_and_subset_is_fixed_and_balanced(tmp_path):
         read_idx(os.path.join(folder, "train-labels-idx1-ubyte"), IMAGES_MAGIC)
 
 
-def test_nice_ticks_and_mean_std():
-    assert nice_ticks(71.3, 88.9) == [70, 75, 80, 85, 90]
-    ticks = nice_ticks(0.0, 1.0)
-    assert ticks[0] <= 0.0 and ticks[-1] >= 1.0 and len(ticks) <= 7
+def test_mean_std():
     mean, std = study.mean_std([80.0, 82.0, 84.0])
     assert mean == pytest.approx(82.0) and std == pytest.approx(2.0)  # sample std (n - 1)
     assert study.mean_std([70.0]) == (70.0, 0.0)
@@ -68,12 +65,23 @@ def test_plot_draws_every_series(tmp_path):
                                               "OFA": {"mean": [55, 66, 75]}}},
               {"title": "c -> d", "series": {"scratch": {"mean": [40, 45, 47]}}}]
     draw_panels(panels, path, title="t")
-    image = np.asarray(Image.open(path).convert("RGB"))
-    assert image.shape[1] == 2 * 420
-    colours = {tuple(c) for c in image.reshape(-1, 3)[::7]}
-    assert (90, 90, 90) in colours  # scratch line colour
+    image = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3)
+    assert Image.open(path).size[0] == 2 * 420
+    assert (image == (90, 90, 90)).all(axis=1).sum() > 50  # the scratch lines are drawn
+    assert (image == (213, 94, 0)).all(axis=1).sum() > 20  # and the OFA line (one panel only)
     with pytest.raises(ValueError):
         draw_panels([], path)
+
+
+def test_sweep_plot_draws_lines_and_bands(tmp_path):
+    path = str(tmp_path / "s.png")
+    draw_sweep({"OFA w_ofa=1": {"x": [1.0, 1.5], "mean": [70, 72], "low": [69, 71], "high": [71, 73]}},
+               {"KD": {"mean": 71.0, "low": 70.5, "high": 71.5}}, path, title="t")
+    image = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3)
+    assert Image.open(path).size == (640, 420)
+    assert (image == (0, 114, 178)).all(axis=1).sum() > 50  # the KD baseline line
+    with pytest.raises(ValueError):
+        draw_sweep({}, {}, path)
 
 
 def test_method_overrides():
