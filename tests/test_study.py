@@ -91,6 +91,13 @@ def test_method_overrides():
     assert study.method_overrides(args, "ofa_w0.1")["loss_weights"] == [1.0, 1.0, 0.1]
     assert study.method_overrides(args, "ofa_stage4")["stages"] == [4]
     assert study.method_overrides(args, "none")["distiller"] == "none"
+    assert study.method_overrides(args, "rsd") == {"distiller": "rsd", "loss_weights": [1.0, 1.0, 0.0]}
+    assert study.method_overrides(args, "ofa+rsd") == {"distiller": "ofa+rsd", "eps": [1.5], "stages": [1, 2, 3, 4],
+                                                       "loss_weights": [1.0, 1.0, 0.5]}
+    # the ViT teacher trains longer than the CNN one, in its own folder
+    assert study.teacher_overrides(args, "vit_p4_pico", "vit")["epochs"] == 5
+    assert study.teacher_overrides(args, "vit_p4_pico", "vit")["output_dir"].endswith("vit_p4_pico_e5")
+    assert "epochs" not in study.teacher_overrides(args, "resnet10", "cnn")
     with pytest.raises(SystemExit):
         study.parse_args(["--out", "x", "--methods", "kd,fitnet"])
 
@@ -154,12 +161,32 @@ def test_report_only_reuses_the_cached_runs(quick_study):
     assert after["train_time_min"] == pytest.approx(before["train_time_min"])
 
 
-def fake_record(seed, final, curve=None):
+def fake_record(seed, final, curve=None, branch_params=500):
     curve = curve or [final - 5.0, final]
     return {"config": {"seed": seed, "epochs": len(curve), "image_size": 16, "batch_size": 64, "opt": "adamw",
                        "lr": 2e-3, "mode": "graph"},
             "curve": curve, "final_top1": final, "best_top1": max(curve), "student_params": 1000,
-            "branch_params": 500, "time_s": 60.0}
+            "branch_params": branch_params, "time_s": 60.0}
+
+
+def test_report_has_rsd_columns_training_only_parameters_and_flags_a_weak_teacher(tmp_path):
+    args = study.parse_args(["--out", str(tmp_path), "--pairs", "cnn2vit,vit2cnn", "--seeds", "1"])
+    models = {"teacher": {"cnn": "resnet10", "vit": "vit_p4_pico"},
+              "student": {"cnn": "resnet10", "vit": "vit_p4_pico", "mlp": "resmlp_p4_pico"}}
+    teachers = {"cnn": {"model": "resnet10", "top1": 86.0, "params": 5, "epochs": 2, "time_s": 1.0},
+                "vit": {"model": "vit_p4_pico", "top1": 80.0, "params": 5, "epochs": 2, "time_s": 1.0}}
+    branches = {"none": 0, "kd": 0, "ofa": 7000, "rsd": 300, "ofa+rsd": 7300}
+    records = {(p, m): [fake_record(1, 70.0 + k + (12 if p == "vit2cnn" else 0), branch_params=branches[m])]
+               for p in ("cnn2vit", "vit2cnn") for k, m in enumerate(study.METHODS)}
+    results = study.collect(args, "cmd", models, teachers, records, [], [1] * 10, 0.0)
+    md = study.render_markdown(results)
+    assert "| teacher (top-1) -> student | scratch | KD | OFA | RSD | OFA+RSD |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| resnet10 (86.00) -> vit_p4_pico"))
+    assert "73.00 ± 0.00 (1 seed) | 74.00 ± 0.00 (1 seed) |" in row  # RSD, OFA+RSD
+    assert "| cnn2vit | 1,000 | +0 | +7,000 | +300 | +7,300 |" in md
+    # the ViT teacher at 80.00 is weaker than its student alone at 82.00: said so
+    assert "Not a fair pair" in md and "vit_p4_pico (80.00) -> resnet10 (82.00 alone)" in md
+    assert "resnet10 (86.00) -> vit_p4_pico (70.00 alone)" not in md
 
 
 def test_report_lists_ablation_variants_and_the_differences(tmp_path):
@@ -182,3 +209,44 @@ def test_report_lists_ablation_variants_and_the_differences(tmp_path):
     assert "| cnn2vit | ofa_w0.1 | 2 | 71.50 | 71.50 |" in md
     study.write_report(args, "cmd", results, str(tmp_path))
     assert Image.open(tmp_path / "curves.png").size[0] == 420
+
+
+@pytest.mark.slow
+def test_eps_sweep_two_values_from_one_cache_and_resume(tmp_path):
+    """A two-value sweep on tiny data: table, JSON and PNG agree; the teacher runs once; a rerun trains nothing."""
+    from tools import eps_sweep
+
+    data = make_idx_dataset(str(tmp_path / "data"), train=160, test=64)
+    out = tmp_path / "out"
+    argv = ["--out", str(out), "--quick", "--data-dir", data, "--work-dir", str(tmp_path / "work"),
+            "--teacher", "resnet10", "--student", "resmlp_p4_pico", "--eps", "1.0", "1.5", "--w-ofa", "1.0",
+            "--seeds", "1", "--subset", "64", "--teacher-subset", "160", "--val-subset", "64", "--batch-size", "16",
+            "--image-size", "8", "--stages", "4", "--time-teacher"]
+    assert eps_sweep.main(argv) == 0
+    results = json.loads((out / "sweep.json").read_text())
+    md = (out / "sweep.md").read_text()
+    assert set(results["cells"]) == {"alone", "kd", "ofa_eps1_w1", "ofa_eps1.5_w1"}
+    assert results["distilled_runs"] == 3 and results["wall"]["runs_reused"] == 0
+    caches = os.listdir(tmp_path / "work" / "caches")
+    assert [c for c in caches if not c.endswith(".log")] == [os.path.basename(results["cache"]["path"])]
+    for cell in ("ofa_eps1_w1", "ofa_eps1.5_w1", "kd", "alone"):
+        c = results["cells"][cell]
+        assert c["n"] == 1 and 0.0 <= c["top1_mean"] <= 100.0
+    for eps in ("1", "1.5"):
+        row = next(line for line in md.splitlines() if line.startswith(f"| {eps} |"))
+        assert f"{results['cells'][f'ofa_eps{eps}_w1']['top1_mean']:.2f} ± 0.00 (1 seed)" in row
+    assert f"| KD | {results['cells']['kd']['top1_mean']:.2f} ± 0.00 (1 seed) |" in md
+    assert "teacher ran once" in md and "without the cache (estimate)" in md
+    # the distilled runs read the cache, the baseline does not
+    runs = tmp_path / "work" / "runs" / "resnet10_to_resmlp_p4_pico"
+    for cell in ("kd", "ofa_eps1.5_w1"):
+        assert json.loads((runs / cell / "seed1" / "study_run.json").read_text())["config"]["teacher_cache"] \
+            == results["cache"]["path"]
+    assert Image.open(out / "sweep.png").format == "PNG"
+    # started again: every run is reused, nothing trains, the numbers are the same
+    stamp = os.path.getmtime(runs / "kd" / "seed1" / "study_run.json")
+    assert eps_sweep.main(argv) == 0
+    again = json.loads((out / "sweep.json").read_text())
+    assert again["wall"]["runs_reused"] == 4
+    assert os.path.getmtime(runs / "kd" / "seed1" / "study_run.json") == stamp
+    assert [r["final_top1"] for r in again["runs"]] == [r["final_top1"] for r in results["runs"]]
