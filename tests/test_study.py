@@ -250,3 +250,32 @@ def test_eps_sweep_two_values_from_one_cache_and_resume(tmp_path):
     assert again["wall"]["runs_reused"] == 4
     assert os.path.getmtime(runs / "kd" / "seed1" / "study_run.json") == stamp
     assert [r["final_top1"] for r in again["runs"]] == [r["final_top1"] for r in results["runs"]]
+
+
+def test_eps_sweep_report_table_json_and_chart_agree(tmp_path):
+    from tools import eps_sweep
+
+    args = eps_sweep.parse_args(["--out", str(tmp_path), "--eps", "1.0", "1.5", "--w-ofa", "1.0", "0.1",
+                                 "--seeds", "2", "--subset", "640"])
+    assert [name for name, _ in eps_sweep.cells(args)] == [
+        "alone", "kd", "ofa_eps1_w1", "ofa_eps1.5_w1", "ofa_eps1_w0.1", "ofa_eps1.5_w0.1"]
+    finals = {"alone": 70.0, "kd": 72.0, "ofa_eps1_w1": 73.0, "ofa_eps1.5_w1": 75.0, "ofa_eps1_w0.1": 72.5,
+              "ofa_eps1.5_w0.1": 71.0}
+    records = {name: [fake_record(1, v), fake_record(2, v + 1.0)] for name, v in finals.items()}
+    teacher = {"final_top1": 85.0, "time_s": 120.0, "student_params": 5, "config": {"epochs": 2}}
+    cache = {"path": str(tmp_path / "cache_k2"), "built": True, "seconds": 30.0, "write_seconds": 20.0,
+             "views_per_s": 400.0}
+    timing = {"forward_s_per_step": 0.05, "compile_s": 4.0}
+    results = eps_sweep.collect(args, "cmd", teacher, cache, timing, records, [64] * 10, 0.0, 0)
+    assert results["distilled_runs"] == 10 and results["settings"]["steps_per_run"] == 10 * 2
+    # without a cache: 10 distilled runs x (20 steps x 0.05 s + 4 s compile) more
+    assert results["wall"]["estimated_teacher_s_without_cache"] == pytest.approx(10 * (20 * 0.05 + 4.0))
+    eps_sweep.write_report(results, str(tmp_path))
+    md = (tmp_path / "sweep.md").read_text()
+    assert json.loads((tmp_path / "sweep.json").read_text())["cells"]["ofa_eps1.5_w1"]["top1_mean"] == 75.5
+    assert "| eps | OFA, w_ofa 1 | OFA, w_ofa 0.1 |" in md
+    assert "| 1.5 | 75.50 ± 0.71 | 71.50 ± 0.71 |" in md
+    assert "| KD | 72.50 ± 0.71 |" in md and "| student alone | 70.50 ± 0.71 |" in md
+    assert "Best OFA cell: eps 1.5, w_ofa 1: 75.50, +3.00 over KD, +5.00 over the student alone." in md
+    assert "teacher ran once" in md
+    assert Image.open(tmp_path / "sweep.png").size == (640, 420)

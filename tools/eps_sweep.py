@@ -205,7 +205,7 @@ def write_report(results, out_dir):
         seeds = max(c["n"] for c in cells_.values())
         draw_sweep(lines, bands, os.path.join(out_dir, "sweep.png"), x_label="OFA eps (target-class exponent)",
                    title=f"{results['teacher']['model']} ({results['teacher']['top1']:.1f}) -> {results['student']}, "
-                         f"{s['subset']} images x {s['epochs']} epochs: final test top-1, "
+                         f"{s['subset']} images x {s['epochs']} epochs\nfinal test top-1, "
                          f"{seeds} seed(s), bars/bands = min..max")
 
 
@@ -220,7 +220,8 @@ def render_markdown(results):
     lines = [f"# OFA eps sweep: {t['model']} -> {results['student']} on Fashion-MNIST", "",
              f"Made by `{results['command']}` (finished {results['finished']}).", "",
              f"Teacher {t['model']} ({t['params']:,} parameters, {t['epochs']} epochs on "
-             f"{t['train_images']} training images): test top-1 {t['top1']:.2f}. "
+             f"{'the full training split' if t['train_images'] == 'full' else str(t['train_images']) + ' training images'}"
+             f"): test top-1 {t['top1']:.2f}. "
              f"Students: {s['subset']} class-balanced training images (subset seed {s['subset_seed']}), "
              f"{s['epochs']} epochs, {s['image_size']} px, batch {s['batch_size']}; top-1 on "
              f"{s['val_subset'] or 10000} test images after the last epoch, mean ± sample std over seeds. "
