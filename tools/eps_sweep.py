@@ -217,15 +217,15 @@ def _cell(cells_, name):
 def render_markdown(results):
     s, cells_, wall = results["settings"], results["cells"], results["wall"]
     t = results["teacher"]
-    lines = [f"# OFA eps sweep: {t['model']} -> {results['student']} on Fashion-MNIST", "",
-             f"Made by `{results['command']}` (finished {results['finished']}).", "",
-             f"Teacher {t['model']} ({t['params']:,} parameters, {t['epochs']} epochs on "
-             f"{'the full training split' if t['train_images'] == 'full' else str(t['train_images']) + ' training images'}"
-             f"): test top-1 {t['top1']:.2f}. "
-             f"Students: {s['subset']} class-balanced training images (subset seed {s['subset_seed']}), "
-             f"{s['epochs']} epochs, {s['image_size']} px, batch {s['batch_size']}; top-1 on "
+    trained_on = ("the full training split" if t["train_images"] == "full"
+                  else f"{t['train_images']} training images")
+    setup = (f"Teacher {t['model']} ({t['params']:,} parameters, {t['epochs']} epochs on {trained_on}): test "
+             f"top-1 {t['top1']:.2f}. Students: {s['subset']} class-balanced training images (subset seed "
+             f"{s['subset_seed']}), {s['epochs']} epochs, {s['image_size']} px, batch {s['batch_size']}; top-1 on "
              f"{s['val_subset'] or 10000} test images after the last epoch, mean ± sample std over seeds. "
-             f"OFA: stages {s['stages']}, loss weights [gt, kd, ofa] = [1, 1, w_ofa]; KD: T = 1, [1, 1].", ""]
+             f"OFA: stages {s['stages']}, loss weights [gt, kd, ofa] = [1, 1, w_ofa]; KD: T = 1, [1, 1].")
+    lines = [f"# OFA eps sweep: {t['model']} -> {results['student']} on Fashion-MNIST", "",
+             f"Made by `{results['command']}` (finished {results['finished']}).", "", setup, ""]
     header = "| eps | " + " | ".join(f"OFA, w_ofa {w:g}" for w in s["w_ofa"]) + " |"
     lines += [header, "|" + " --- |" * (len(s["w_ofa"]) + 1)]
     for eps in s["eps"]:
@@ -240,15 +240,14 @@ def render_markdown(results):
                   f"over KD" + (f", {top - cells_['alone']['top1_mean']:+.2f} over the student alone"
                                 if cells_.get("alone", {}).get("n") else "") + ".", ""]
     cache = results["cache"]
+    rate = f" ({cache['views_per_s']:.0f} teacher images/s after the compiling batch)" if cache.get("views_per_s") else ""
     lines += ["## Wall time", "",
-              f"- teacher ran once: cache `{os.path.basename(cache['path'])}`, written in "
-              f"{wall['cache_s']:.0f} s"
-              + (f" ({cache['views_per_s']:.0f} teacher images/s after the compiling batch)" if cache.get("views_per_s")
-                 else "") + f"; {results['distilled_runs']} distilled run(s) read it and built no teacher;",
-              f"- all {len(results['runs'])} student runs: {wall['runs_s'] / 60:.1f} min of run wall time "
-              f"(each run's own wall time, compile and evaluation included); teacher training "
-              f"{wall['teacher_train_s'] / 60:.1f} min; this invocation {wall['this_invocation_s'] / 60:.1f} min"
-              f" ({wall['runs_reused']} run(s) reused from an earlier invocation);"]
+              (f"- teacher ran once: cache `{os.path.basename(cache['path'])}`, written in {wall['cache_s']:.0f} s"
+               f"{rate}; {results['distilled_runs']} distilled run(s) read it and built no teacher;"),
+              (f"- all {len(results['runs'])} student runs: {wall['runs_s'] / 60:.1f} min of run wall time "
+               f"(each run's own wall time, compile and evaluation included); teacher training "
+               f"{wall['teacher_train_s'] / 60:.1f} min; this invocation {wall['this_invocation_s'] / 60:.1f} min"
+               f" ({wall['runs_reused']} run(s) reused from an earlier invocation);")]
     timing = results.get("teacher_timing")
     if timing and "estimated_without_cache_s" in wall:
         lines.append(f"- without the cache (estimate): each of the {results['distilled_runs']} distilled runs would "

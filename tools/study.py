@@ -4,15 +4,20 @@
     python -m tools.study --out /tmp/s --quick --data-dir DIR --pairs cnn2vit,cnn2mlp --methods none,ofa
     python -m tools.study --out results/fashion_mnist --report-only        # re-draw from the cached runs
 
-1. Two teachers (a CNN and a ViT) train alone on the full training split (60k images). Each run is
-   cached under ``--work-dir``: a teacher whose checkpoint and record exist for the same config is reused.
+1. Two teachers (a CNN and a ViT; the ViT for ``--vit-teacher-epochs``, so that it is stronger than the
+   ResNet student alone) train alone on the full training split (60k images). Each run is cached under
+   ``--work-dir``: a teacher whose checkpoint and record exist for the same config is reused.
 2. A fixed, class-balanced subset of the training split (``--subset`` images, ``--subset-seed``) is
    written once as IDX files next to a link to the full test split; every student trains on it.
-3. For every pair and seed the student trains alone (``none``), with KD and with OFA-KD for the same
-   budget, evaluated on the full test split after every epoch. Runs are cached the same way, so an
+3. Each teacher runs once over one augmentation view per image and epoch of that subset
+   (tools/cache_teacher.py, with its pooled feature when RSD is studied); the distilled runs read this
+   teacher-output cache and build no teacher (``--no-teacher-cache``: the teacher runs in every step).
+4. For every pair and seed the student trains alone (``none``), with KD, OFA-KD, RSD and OFA+RSD for the
+   same budget, evaluated on the full test split after every epoch. Runs are cached the same way, so an
    interrupted study continues where it stopped.
-4. ``--out`` gets results.json, results.md (mean +- std of the final-epoch top-1, the teachers, the
-   command) and curves.png (test top-1 against epoch, one panel per pair).
+5. ``--out`` gets results.json, results.md (mean +- std of the final-epoch top-1, the training-only
+   parameters of each method, the teachers, the command) and curves.png (test top-1 against epoch, one
+   panel per pair).
 
 Every run is one ``train.py`` child process (GRAPH_MODE), one after another; its command, log and
 checkpoints stay in its folder under ``--work-dir``.
@@ -312,8 +317,8 @@ def ensure_teacher_cache(recipe, overrides, out_dir, views, features=False, repo
             + ["--out", out_dir, "--views", str(views)] + (["--features"] if features else [])
         log(f"teacher cache: running teacher {overrides.get('teacher')} once over {views} view(s) per image -> "
             f"{out_dir}")
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
         with open(out_dir + ".log", "w", encoding="utf-8") as f:
             f.write(shlex.join(cmd) + "\n" + proc.stdout)
         if proc.returncode != 0:
@@ -523,8 +528,8 @@ def render_markdown(results):
     distilled = [m for m in methods if m != "none"]
     if distilled:
         lines += ["## Training-only parameters", "",
-                  "Trained beside the student and never shipped: OFA's exit branches, RSD's projector "
-                  "(KD adds none).", "",
+                  ("Trained beside the student and never shipped: OFA's exit branches, RSD's projector "
+                   "(KD adds none)."), "",
                   "| pair | student | " + " | ".join(METHOD_TITLES[m] for m in distilled) + " |",
                   "|" + " --- |" * (len(distilled) + 2)]
         for pair in results["pairs"]:

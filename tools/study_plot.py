@@ -6,8 +6,8 @@
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display, no GUI toolkit
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt  # after the backend is chosen
+from matplotlib.ticker import MaxNLocator
 
 DPI = 100
 # method -> line colour (colour-blind safe Okabe-Ito hues); unknown methods cycle through EXTRA
