@@ -114,6 +114,7 @@ def quick_study(tmp_path_factory):
     return root, argv
 
 
+@pytest.mark.slow
 def test_quick_study_writes_consistent_report(quick_study):
     root, argv = quick_study
     out = root / "out"
@@ -126,6 +127,13 @@ def test_quick_study_writes_consistent_report(quick_study):
     teacher = results["teachers"]["cnn"]
     assert teacher["model"] == "resnet10" and 0.0 <= teacher["top1"] <= 100.0
     assert os.path.isfile(os.path.join(root / "work", "teachers", "resnet10", "last.ckpt"))
+    # the teacher ran once into a cache (one view per epoch, no feature: no RSD here) that the OFA runs read
+    assert teacher["cache"]["views"] == 1 and teacher["cache"]["features"] is False
+    for pair in ("cnn2vit", "cnn2mlp"):
+        run = json.loads((root / "work" / "runs" / pair / "ofa" / "seed1" / "study_run.json").read_text())
+        assert run["config"]["teacher_cache"].endswith(os.path.basename(teacher["cache"]["path"]))
+        alone = json.loads((root / "work" / "runs" / pair / "none" / "seed1" / "study_run.json").read_text())
+        assert alone["config"]["teacher_cache"] is None
     for pair in results["pairs"]:
         assert set(pair["methods"]) == {"none", "ofa"}
         for method, s in pair["methods"].items():
@@ -146,6 +154,7 @@ def test_quick_study_writes_consistent_report(quick_study):
     assert image.format == "PNG" and image.size[0] == 2 * 420 and image.size[1] > 200
 
 
+@pytest.mark.slow
 def test_report_only_reuses_the_cached_runs(quick_study):
     root, argv = quick_study
     before = json.loads((root / "out" / "results.json").read_text())
