@@ -105,7 +105,8 @@ def run_sweep(args, command):
     base.update(student=args.student, teacher=args.teacher, teacher_ckpt=teacher_ckpt, train_subset=0)
     if args.epochs:
         base["epochs"] = args.epochs
-    epochs = study.load_config_for(study.STUDENT_RECIPE, base).epochs
+    run_cfg = study.load_config_for(study.STUDENT_RECIPE, base)
+    epochs = run_cfg.epochs
     cache_dir = study.teacher_cache_dir(args.work_dir, args.teacher, teacher_ckpt, subset_dir, epochs, False)
     cache = study.ensure_teacher_cache(study.STUDENT_RECIPE, {**base, "distiller": "kd"}, cache_dir, epochs,
                                        report_only=args.report_only)
@@ -115,7 +116,7 @@ def run_sweep(args, command):
     if args.time_teacher and not args.report_only:
         step_s, compile_s = study.time_teacher_forward(study.STUDENT_RECIPE, {**base, "distiller": "kd"})
         timing = {"forward_s_per_step": step_s, "compile_s": compile_s}
-        log(f"teacher forward: {step_s * 1000:.1f} ms per batch of {base.get('batch_size', 'recipe')} "
+        log(f"teacher forward: {step_s * 1000:.1f} ms per batch of {run_cfg.batch_size} "
             f"(first call with compile {compile_s:.1f} s)")
 
     plan = [(seed, name, change) for seed in range(1, args.seeds + 1) for name, change in cells(args)]
