@@ -16,7 +16,6 @@
 import src  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore runs an op)
 
 import argparse
-import math
 import os
 import shlex
 import sys
@@ -148,7 +147,8 @@ def collect(args, command, teacher, cache, timing, records, class_counts, t_star
     any_run = next(iter(records.values()))[0]["config"] if records else {}
     distilled = sum(len(runs) for name, runs in records.items() if name != "alone")
     run_s = sum(r["time_s"] for runs in records.values() for r in runs)
-    steps_per_run = math.ceil(args.subset / any_run.get("batch_size", 1)) * any_run.get("epochs", 0) if records else 0
+    # the train pipeline drops the last partial batch
+    steps_per_run = args.subset // any_run.get("batch_size", 1) * any_run.get("epochs", 0) if records else 0
     wall = {
         "runs_s": run_s,  # every run's own wall time, reused runs included: the sweep's cost from scratch
         "cache_s": cache.get("write_seconds") or 0.0,
