@@ -111,10 +111,14 @@ def run_sweep(args, command):
                                        report_only=args.report_only)
     log(f"teacher cache {'written' if cache['built'] else 'reused'}: {cache_dir}")
 
-    timing = None
+    # the timing is kept beside the cache, so a report rebuilt later (--report-only) still has it
+    timing_path = cache_dir + ".teacher_timing.json"
+    timing = study._read_json(timing_path)
     if args.time_teacher and not args.report_only:
         step_s, compile_s = study.time_teacher_forward(study.STUDENT_RECIPE, {**base, "distiller": "kd"})
-        timing = {"forward_s_per_step": step_s, "compile_s": compile_s}
+        timing = {"forward_s_per_step": step_s, "compile_s": compile_s, "batch_size": run_cfg.batch_size,
+                  "measured": time.strftime("%Y-%m-%d %H:%M")}
+        study.write_json_atomic(timing_path, timing)
         log(f"teacher forward: {step_s * 1000:.1f} ms per batch of {run_cfg.batch_size} "
             f"(first call with compile {compile_s:.1f} s)")
 
@@ -164,6 +168,7 @@ def collect(args, command, teacher, cache, timing, records, class_counts, t_star
     return {
         "command": command,
         "finished": time.strftime("%Y-%m-%d %H:%M"),
+        "report_only": bool(args.report_only),
         "teacher": {"model": args.teacher, "top1": teacher["final_top1"], "epochs": teacher["config"]["epochs"],
                     "train_images": args.teacher_subset or "full", "params": teacher["student_params"]},
         "student": args.student,
@@ -247,8 +252,10 @@ def render_markdown(results):
                f"{rate}; {results['distilled_runs']} distilled run(s) read it and built no teacher;"),
               (f"- all {len(results['runs'])} student runs: {wall['runs_s'] / 60:.1f} min of run wall time "
                f"(each run's own wall time, compile and evaluation included); teacher training "
-               f"{wall['teacher_train_s'] / 60:.1f} min; this invocation {wall['this_invocation_s'] / 60:.1f} min"
-               f" ({wall['runs_reused']} run(s) reused from an earlier invocation);")]
+               f"{wall['teacher_train_s'] / 60:.1f} min; "
+               + ("this report was rebuilt from the finished runs (--report-only);" if results.get("report_only")
+                  else f"this invocation {wall['this_invocation_s'] / 60:.1f} min ({wall['runs_reused']} run(s) "
+                       f"reused from an earlier invocation);"))]
     timing = results.get("teacher_timing")
     if timing and "estimated_without_cache_s" in wall:
         lines.append(f"- without the cache (estimate): each of the {results['distilled_runs']} distilled runs would "
