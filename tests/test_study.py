@@ -236,8 +236,9 @@ def test_eps_sweep_two_values_from_one_cache_and_resume(tmp_path):
     md = (out / "sweep.md").read_text()
     assert set(results["cells"]) == {"alone", "kd", "ofa_eps1_w1", "ofa_eps1.5_w1"}
     assert results["distilled_runs"] == 3 and results["wall"]["runs_reused"] == 0
-    caches = os.listdir(tmp_path / "work" / "caches")
-    assert [c for c in caches if not c.endswith(".log")] == [os.path.basename(results["cache"]["path"])]
+    caches = [c for c in os.listdir(tmp_path / "work" / "caches") if os.path.isdir(tmp_path / "work" / "caches" / c)]
+    assert caches == [os.path.basename(results["cache"]["path"])]  # one cache, one teacher run into it
+    assert os.path.isfile(results["cache"]["path"] + ".teacher_timing.json")
     for cell in ("ofa_eps1_w1", "ofa_eps1.5_w1", "kd", "alone"):
         c = results["cells"][cell]
         assert c["n"] == 1 and 0.0 <= c["top1_mean"] <= 100.0
