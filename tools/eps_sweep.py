@@ -122,20 +122,28 @@ def run_sweep(args, command):
         log(f"teacher forward: {step_s * 1000:.1f} ms per batch of {run_cfg.batch_size} "
             f"(first call with compile {compile_s:.1f} s)")
 
-    plan = [(seed, name, change) for seed in range(1, args.seeds + 1) for name, change in cells(args)]
-    records, skipped = {}, 0
-    for seed, name, change in plan:  # seed-major: a stopped sweep has whole seeds of every cell
-        overrides = {**base, **change, "seed": seed,
-                     "output_dir": os.path.join(args.work_dir, "runs", f"{args.teacher}_to_{args.student}",
-                                                name, f"seed{seed}")}
+    def overrides_of(seed, name, change):
+        out = {**base, **change, "seed": seed,
+               "output_dir": os.path.join(args.work_dir, "runs", f"{args.teacher}_to_{args.student}", name,
+                                          f"seed{seed}")}
         if change["distiller"] != "none":
-            overrides["teacher_cache"] = cache_dir
-        was_done = study.train_run(study.STUDENT_RECIPE, overrides, f"{name} seed {seed}", report_only=True)
-        record = was_done or study.train_run(study.STUDENT_RECIPE, overrides, f"{name} seed {seed}",
-                                             report_only=args.report_only)
-        if record is None:
+            out["teacher_cache"] = cache_dir
+        return out
+
+    plan = [(seed, name, change) for seed in range(1, args.seeds + 1) for name, change in cells(args)]
+    # finished runs first, so that every report written while the rest trains shows all of them
+    records, done = {}, set()
+    for seed, name, change in plan:
+        record = study.train_run(study.STUDENT_RECIPE, overrides_of(seed, name, change), f"{name} seed {seed}",
+                                 report_only=True)
+        if record is not None:
+            records.setdefault(name, []).append(record)
+            done.add((seed, name))
+    skipped = len(done)
+    for seed, name, change in plan:  # seed-major: a stopped sweep has whole seeds of every cell
+        if (seed, name) in done or args.report_only:
             continue
-        skipped += was_done is not None
+        record = study.train_run(study.STUDENT_RECIPE, overrides_of(seed, name, change), f"{name} seed {seed}")
         records.setdefault(name, []).append(record)
         results = collect(args, command, teacher, cache, timing, records, class_counts, t_start, skipped)
         write_report(results, args.out)
