@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fashion-MNIST study: scratch vs KD vs OFA-KD on three heterogeneous teacher -> student pairs.
-# Trains (or reuses) a CNN and a ViT teacher, then every student for 3 seeds, and writes
+# Fashion-MNIST study: scratch vs KD vs OFA-KD vs RSD vs OFA+RSD on three heterogeneous teacher -> student pairs.
+# Trains (or reuses) a CNN and a ViT teacher, runs each once into a teacher-output cache, then every student
+# for 3 seeds, and writes
 # results.md / results.json / curves.png to OUT_DIR.
 set -euo pipefail
 USAGE="Usage: bash scripts/run_fashion_mnist_study.sh [DATA_DIR [OUT_DIR]] [--option value ...]

@@ -4,15 +4,20 @@
     python -m tools.study --out /tmp/s --quick --data-dir DIR --pairs cnn2vit,cnn2mlp --methods none,ofa
     python -m tools.study --out results/fashion_mnist --report-only        # re-draw from the cached runs
 
-1. Two teachers (a CNN and a ViT) train alone on the full training split (60k images). Each run is
-   cached under ``--work-dir``: a teacher whose checkpoint and record exist for the same config is reused.
+1. Two teachers (a CNN and a ViT; the ViT for ``--vit-teacher-epochs``, so that it is stronger than the
+   ResNet student alone) train alone on the full training split (60k images). Each run is cached under
+   ``--work-dir``: a teacher whose checkpoint and record exist for the same config is reused.
 2. A fixed, class-balanced subset of the training split (``--subset`` images, ``--subset-seed``) is
    written once as IDX files next to a link to the full test split; every student trains on it.
-3. For every pair and seed the student trains alone (``none``), with KD and with OFA-KD for the same
-   budget, evaluated on the full test split after every epoch. Runs are cached the same way, so an
+3. Each teacher runs once over one augmentation view per image and epoch of that subset
+   (tools/cache_teacher.py, with its pooled feature when RSD is studied); the distilled runs read this
+   teacher-output cache and build no teacher (``--no-teacher-cache``: the teacher runs in every step).
+4. For every pair and seed the student trains alone (``none``), with KD, OFA-KD, RSD and OFA+RSD for the
+   same budget, evaluated on the full test split after every epoch. Runs are cached the same way, so an
    interrupted study continues where it stopped.
-4. ``--out`` gets results.json, results.md (mean +- std of the final-epoch top-1, the teachers, the
-   command) and curves.png (test top-1 against epoch, one panel per pair).
+5. ``--out`` gets results.json, results.md (mean +- std of the final-epoch top-1, the training-only
+   parameters of each method, the teachers, the command) and curves.png (test top-1 against epoch, one
+   panel per pair).
 
 Every run is one ``train.py`` child process (GRAPH_MODE), one after another; its command, log and
 checkpoints stay in its folder under ``--work-dir``.
@@ -48,8 +53,10 @@ PAIRS = {
     "cnn2mlp": ("cnn", "mlp"),
     "vit2cnn": ("vit", "cnn"),
 }
-METHODS = ("none", "kd", "ofa")
-METHOD_TITLES = {"none": "scratch", "kd": "KD", "ofa": "OFA"}
+METHODS = ("none", "kd", "ofa", "rsd", "ofa+rsd")
+METHOD_TITLES = {"none": "scratch", "kd": "KD", "ofa": "OFA", "rsd": "RSD", "ofa+rsd": "OFA+RSD"}
+# methods whose distiller reads the teacher's pooled feature: their teacher cache is made with --features
+FEATURE_METHODS = ("rsd", "ofa+rsd")
 # OFA variants for the ablation: overrides applied on top of the main OFA settings
 ABLATIONS = {
     "ofa_eps1.5": {"eps": [1.5]},
@@ -73,6 +80,8 @@ def parse_args(argv):
     p.add_argument("--seeds", type=int, default=3, help="student seeds per pair and method")
     p.add_argument("--epochs", type=int, default=None, help="student epochs (default: the student recipe's)")
     p.add_argument("--teacher-epochs", type=int, default=None, help="teacher epochs (default: the teacher recipe's)")
+    p.add_argument("--vit-teacher-epochs", type=int, default=5,
+                   help="epochs of the ViT teacher (a 2-epoch ViT is weaker than a ResNet student trained alone)")
     p.add_argument("--subset", type=int, default=10000, help="class-balanced student training subset size")
     p.add_argument("--subset-seed", type=int, default=0, help="seed of the subset draw (fixed for every run)")
     p.add_argument("--teacher-subset", type=int, default=0, help="teacher training images (0 = the full split)")
@@ -92,6 +101,8 @@ def parse_args(argv):
     p.add_argument("--ablation", default="", help=f"comma list of OFA variants from {','.join(ABLATIONS)}")
     p.add_argument("--ablation-pair", default="cnn2vit", help="the pair the ablation runs on")
     p.add_argument("--ablation-seeds", type=int, default=None, help="seeds per ablation variant (default --seeds)")
+    p.add_argument("--no-teacher-cache", action="store_true",
+                   help="run the teacher in every distilled step instead of once into a teacher-output cache")
     p.add_argument("--time-limit", type=float, default=0.0,
                    help="minutes after which no new run starts; the report says what is missing (0 = none)")
     p.add_argument("--quick", action="store_true",
@@ -102,6 +113,7 @@ def parse_args(argv):
         args.seeds = 1
         args.epochs = args.epochs or 1
         args.teacher_epochs = args.teacher_epochs or 1
+        args.vit_teacher_epochs = 1
         args.batch_size = args.batch_size or 32
         args.subset = min(args.subset, 256)
         args.teacher_subset = args.teacher_subset or 512
@@ -274,6 +286,82 @@ def train_run(recipe, overrides, label, report_only=False):
     return record
 
 
+def load_config_for(recipe, overrides):
+    """The validated config a run of ``recipe`` with ``overrides`` trains with."""
+    from src.config import load_config
+
+    return load_config(recipe, overrides)
+
+
+def teacher_cache_dir(work_dir, teacher, teacher_ckpt, subset_dir, views, features):
+    """Where the cache of a teacher checkpoint on a subset lives: a retrained teacher gets a new folder."""
+    from src.data.teacher_cache import file_sha256
+
+    tag = f"{teacher}_{file_sha256(teacher_ckpt)[:10]}_{os.path.basename(subset_dir)}_k{views}"
+    return os.path.join(work_dir, "caches", tag + ("_feat" if features else ""))
+
+
+def ensure_teacher_cache(recipe, overrides, out_dir, views, features=False, report_only=False):
+    """Run the teacher once over ``views`` views of every training image (tools/cache_teacher.py in a child).
+
+    ``overrides`` are those of a distilled run of ``recipe`` (teacher, teacher_ckpt, data). A finished cache
+    is reused; a killed one (``out_dir``.partial) resumes. Returns ``{"path", "built", "seconds",
+    "views_per_s"}``; the teacher's throughput comes from the manifest of the run that wrote the cache.
+    """
+    built, t0 = False, time.time()
+    if not os.path.isdir(out_dir):
+        if report_only:
+            raise FileNotFoundError(f"no teacher cache at {out_dir}; run without --report-only")
+        cmd = [sys.executable, os.path.join(ROOT, "tools", "cache_teacher.py"), "--config", recipe] \
+            + _override_args({k: v for k, v in overrides.items() if k != "output_dir"}) \
+            + ["--out", out_dir, "--views", str(views)] + (["--features"] if features else [])
+        log(f"teacher cache: running teacher {overrides.get('teacher')} once over {views} view(s) per image -> "
+            f"{out_dir}")
+        os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+        with open(out_dir + ".log", "w", encoding="utf-8") as f:
+            f.write(shlex.join(cmd) + "\n" + proc.stdout)
+        if proc.returncode != 0:
+            tail = "".join(line + "\n" for line in proc.stdout.splitlines() if not line.startswith("[WARNING"))
+            raise RuntimeError(f"tools/cache_teacher.py exited with {proc.returncode}:\n{tail[-2000:]}")
+        built = True
+    manifest = _read_json(os.path.join(out_dir, "manifest.json")) or {}
+    writers = [w for w in (manifest.get("writers") or []) if isinstance(w, dict)]
+    rates = [w.get("views_per_s_after_first_batch") for w in writers if w.get("views_per_s_after_first_batch")]
+    return {"path": out_dir, "built": built, "seconds": time.time() - t0 if built else None,
+            "write_seconds": sum(float(w.get("seconds", 0.0)) for w in writers),
+            "views_per_s": sum(rates) if rates else None}
+
+
+def time_teacher_forward(recipe, overrides, repeats=20):
+    """Seconds of one teacher forward on a training batch (median of ``repeats``, after a compiling call).
+
+    What an online distillation step spends on the teacher beyond a cached one (the forward is fused in the
+    step there, so this is an estimate). Runs in this process; returns ``(step_s, compile_s)``.
+    """
+    import mindspore as ms
+
+    from src.config import load_config
+    from src.engine.builders import build_teacher, setup_context
+    from src.engine.cache_writer import TeacherOutputs
+
+    cfg = load_config(recipe, {**overrides, "teacher_cache": None})
+    setup_context(cfg, distributed=False)
+    net = TeacherOutputs(build_teacher(cfg), ("logits",))
+    net.set_train(False)
+    x = ms.Tensor(np.random.RandomState(0).randn(cfg.batch_size, cfg.in_channels, cfg.image_size,
+                                                 cfg.image_size).astype(np.float32))
+    t0 = time.time()
+    net(x)[0].asnumpy()
+    compile_s = time.time() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.time()
+        net(x)[0].asnumpy()
+        times.append(time.time() - t0)
+    return float(np.median(times)), compile_s
+
+
 def common_overrides(args, data_dir):
     out = {"data_dir": data_dir}
     if args.image_size:
@@ -285,12 +373,15 @@ def common_overrides(args, data_dir):
     return out
 
 
-def teacher_overrides(args, model):
+def teacher_overrides(args, model, role="cnn"):
     out = common_overrides(args, args.data_dir)
     out.update(student=model, distiller="none", seed=0, train_subset=args.teacher_subset,
                output_dir=os.path.join(args.work_dir, "teachers", model))
-    if args.teacher_epochs:
-        out.update(epochs=args.teacher_epochs)
+    epochs = getattr(args, "vit_teacher_epochs", None) if role == "vit" else None
+    if epochs or args.teacher_epochs:
+        out.update(epochs=epochs or args.teacher_epochs)
+    if role == "vit" and epochs:  # its own folder: a ViT teacher trained for other epochs is another teacher
+        out["output_dir"] = os.path.join(args.work_dir, "teachers", f"{model}_e{epochs}")
     return out
 
 
@@ -298,24 +389,27 @@ def method_overrides(args, method):
     """Config keys of a method name (``none``, ``kd``, ``ofa`` or an ablation variant of OFA)."""
     if method == "none":
         return {"distiller": "none", "teacher": None, "teacher_ckpt": None}
-    if method == "kd":
-        return {"distiller": "kd", "loss_weights": [1.0, 1.0, 0.0]}
-    change = ABLATIONS.get(method, {}) if method != "ofa" else {}
+    if method in ("kd", "rsd"):  # rsd reads loss_weights[0] (w_gt) only; its own weight is rsd_weight
+        return {"distiller": method, "loss_weights": [1.0, 1.0, 0.0]}
+    change = ABLATIONS.get(method, {}) if method not in ("ofa", "ofa+rsd") else {}
     eps = change.get("eps", args.eps)
     w_ofa = change.get("w_ofa", args.w_ofa)
-    return {"distiller": "ofa", "eps": list(eps), "stages": list(change.get("stages", args.stages)),
-            "loss_weights": [1.0, 1.0, float(w_ofa)]}
+    return {"distiller": "ofa+rsd" if method == "ofa+rsd" else "ofa", "eps": list(eps),
+            "stages": list(change.get("stages", args.stages)), "loss_weights": [1.0, 1.0, float(w_ofa)]}
 
 
-def student_overrides(args, subset_dir, pair, method, seed, models, teacher_ckpts):
+def student_overrides(args, subset_dir, pair, method, seed, models, teacher_ckpts, caches=None):
+    """A student run's config keys; distilled runs read ``caches[teacher role]`` (features or not) when given."""
     teacher_role, student_role = PAIRS[pair]
     out = common_overrides(args, subset_dir)
     out.update(student=models["student"][student_role], teacher=models["teacher"][teacher_role],
-               teacher_ckpt=teacher_ckpts[teacher_role], seed=seed, train_subset=0,
+               teacher_ckpt=teacher_ckpts.get(teacher_role), seed=seed, train_subset=0,
                output_dir=os.path.join(args.work_dir, "runs", pair, method, f"seed{seed}"))
     if args.epochs:
         out.update(epochs=args.epochs)
     out.update(method_overrides(args, method))
+    if caches and method != "none":
+        out["teacher_cache"] = caches[teacher_role]
     return out
 
 
@@ -398,7 +492,11 @@ def render_markdown(results):
               f"{'the full 10k test split' if not s['val_subset'] else str(s['val_subset']) + ' test images'} "
               f"after the last epoch; mean ± sample std over seeds. "
               f"OFA: eps {s['eps']}, stages {s['stages']}, loss weights [gt, kd, ofa] = [1, 1, {s['w_ofa']}]. "
-              f"KD: T = 1, weights [1, 1].", ""]
+              f"KD: T = 1, weights [1, 1]. RSD: w_rsd {s.get('rsd_weight')}, kappa {s.get('rsd_kappa')}, "
+              f"projector width x{s.get('rsd_gamma')}, w_gt 1; OFA+RSD: the OFA terms plus the RSD term. "
+              + ("Distilled runs read a teacher-output cache (the teacher ran once per teacher, over one view "
+                 "per image and epoch), so no run built a teacher." if s.get("teacher_cache") else
+                 "The teacher ran in every distilled step (no cache)."), ""]
     methods = [m for m in results["methods"]]
     header = "| teacher (top-1) -> student | " + " | ".join(METHOD_TITLES[m] for m in methods)
     if "kd" in methods and "ofa" in methods:
@@ -420,6 +518,27 @@ def render_markdown(results):
                 row.append(f"{ma['top1_mean'] - mb['top1_mean']:+.2f}" if ok else "-")
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
+    weaker = [f"{p['teacher']} ({results['teachers'][p['teacher_role']]['top1']:.2f}) -> {p['student']} "
+              f"({p['methods']['none']['top1_mean']:.2f} alone)" for p in results["pairs"]
+              if p["methods"].get("none", {}).get("n") and results["teachers"].get(p["teacher_role"], {}).get("top1")
+              is not None and results["teachers"][p["teacher_role"]]["top1"] <= p["methods"]["none"]["top1_mean"]]
+    if weaker:
+        lines += ["**Not a fair pair: the teacher is not stronger than the student trained alone:** "
+                  + "; ".join(weaker) + ".", ""]
+    distilled = [m for m in methods if m != "none"]
+    if distilled:
+        lines += ["## Training-only parameters", "",
+                  ("Trained beside the student and never shipped: OFA's exit branches, RSD's projector "
+                   "(KD adds none)."), "",
+                  "| pair | student | " + " | ".join(METHOD_TITLES[m] for m in distilled) + " |",
+                  "|" + " --- |" * (len(distilled) + 2)]
+        for pair in results["pairs"]:
+            got = [pair["methods"].get(m) or {} for m in distilled]
+            student = next((g["student_params"] for g in got if g.get("student_params")), None)
+            cells = [f"+{g['branch_params']:,}" if g.get("branch_params") is not None else "-" for g in got]
+            lines.append(f"| {pair['key']} | {student:,} | " if student else f"| {pair['key']} | - | ")
+            lines[-1] += " | ".join(cells) + " |"
+        lines.append("")
     lines += ["## Teachers", "", "| role | model | params | epochs | test top-1 | train time |", "| --- | --- | --- | --- | --- | --- |"]
     for role, t in results["teachers"].items():
         acc = f"{t['top1']:.2f}" if t.get("top1") is not None else "-"
@@ -468,7 +587,7 @@ def run_study(args, command):
     teachers, teacher_ckpts = {}, {}
     for role in roles:
         model = models["teacher"][role]
-        overrides = teacher_overrides(args, model)
+        overrides = teacher_overrides(args, model, role)
         if not need_teachers:
             continue
         record = train_run(TEACHER_RECIPE, overrides, f"teacher {model}", report_only=args.report_only)
@@ -482,6 +601,20 @@ def run_study(args, command):
 
     subset_dir, class_counts = make_subset_dir(args.data_dir, os.path.join(args.work_dir, f"data_subset{args.subset}"),
                                                args.subset, args.subset_seed)
+    caches = {}
+    if need_teachers and not args.no_teacher_cache:
+        features = any(m in FEATURE_METHODS for m in args.methods)
+        for role in roles:  # the teacher runs once per role; every distilled run of that teacher reads it
+            probe = student_overrides(args, subset_dir, next(p for p in PAIRS if PAIRS[p][0] == role), "kd", 1,
+                                      models, teacher_ckpts)
+            views = load_config_for(STUDENT_RECIPE, probe).epochs
+            path = teacher_cache_dir(args.work_dir, models["teacher"][role], teacher_ckpts[role], subset_dir, views,
+                                     features)
+            cache = ensure_teacher_cache(STUDENT_RECIPE, probe, path, views, features, report_only=args.report_only)
+            caches[role] = path
+            teachers[role]["cache"] = {"path": os.path.relpath(path, ROOT) if path.startswith(ROOT) else path,
+                                       "views": views, "features": features, "write_s": cache["write_seconds"]}
+            log(f"teacher {models['teacher'][role]} ran once: cache {path}")
     seeds = list(range(1, args.seeds + 1))
     ab_seeds = list(range(1, (args.ablation_seeds or args.seeds) + 1))
     plan = [(seed, pair, method) for seed in seeds for pair in args.pairs for method in args.methods]
@@ -489,7 +622,7 @@ def run_study(args, command):
     records = {}
     for seed, pair, method in plan:  # seed-major: a cut-off study still has whole seeds for every cell
         label = f"{pair} {method} seed {seed}"
-        overrides = student_overrides(args, subset_dir, pair, method, seed, models, teacher_ckpts)
+        overrides = student_overrides(args, subset_dir, pair, method, seed, models, teacher_ckpts, caches)
         if out_of_time() and not args.report_only:
             record = train_run(STUDENT_RECIPE, overrides, label, report_only=True)
             if record is None:
@@ -532,6 +665,9 @@ def collect(args, command, models, teachers, records, missing, class_counts, t_s
                      "image_size": cfg.get("image_size", args.image_size),
                      "batch_size": cfg.get("batch_size", args.batch_size), "seeds": args.seeds,
                      "eps": args.eps, "w_ofa": args.w_ofa, "stages": args.stages, "optimizer": cfg.get("opt"),
+                     "rsd_weight": cfg.get("rsd_weight"), "rsd_kappa": cfg.get("rsd_kappa"),
+                     "rsd_gamma": cfg.get("rsd_gamma"), "teacher_cache": bool(cfg.get("teacher_cache")) or any(
+                         r["config"].get("teacher_cache") for runs in records.values() for r in runs),
                      "lr": cfg.get("lr"), "mode": cfg.get("mode")},
         "teachers": teachers,
         "methods": list(args.methods),

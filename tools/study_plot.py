@@ -1,146 +1,94 @@
-"""Line charts drawn with Pillow: one panel per pair, test accuracy against epoch per method.
+"""Charts of the Fashion-MNIST study and the eps sweep, drawn with matplotlib (Agg backend, PNG files).
 
-matplotlib is not a dependency of this project; Pillow (already needed by the data pipeline) is enough
-for axes, ticks, lines, a min..max band and a legend.
+``draw_panels``: test top-1 against epoch, one panel per pair, one line (with a min..max band) per method.
+``draw_sweep``: final top-1 against a hyper-parameter, one line per setting, baselines as horizontal bands.
 """
-import math
+import matplotlib
 
-from PIL import Image, ImageDraw, ImageFont
+matplotlib.use("Agg")  # files only: no display, no GUI toolkit
+import matplotlib.pyplot as plt  # after the backend is chosen
+from matplotlib.ticker import MaxNLocator
 
-WHITE = (255, 255, 255)
-BLACK = (0, 0, 0)
-GRID = (225, 225, 225)
+DPI = 100
 # method -> line colour (colour-blind safe Okabe-Ito hues); unknown methods cycle through EXTRA
-COLOURS = {"none": (90, 90, 90), "scratch": (90, 90, 90), "kd": (0, 114, 178), "ofa": (213, 94, 0)}
-EXTRA = [(0, 158, 115), (204, 121, 167), (230, 159, 0), (86, 180, 233), (240, 228, 66)]
-
-
-def _font(size):
-    try:
-        return ImageFont.load_default(size=size)  # a scalable font on Pillow >= 10.1
-    except TypeError:
-        return ImageFont.load_default()
-
-
-def _text_size(draw, text, font):
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    return right - left, bottom - top
-
-
-def nice_ticks(low, high, count=5):
-    """Round tick values covering [low, high] (steps of 1, 2 or 5 times a power of ten)."""
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError(f"tick range must be finite, got {low}..{high}")
-    if high <= low:
-        high = low + 1.0
-    raw = (high - low) / max(count, 1)
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    start = math.floor(low / step) * step
-    ticks = []
-    value = start
-    while value <= high + 1e-9 * step:
-        ticks.append(round(value, 10))
-        value += step
-    if ticks[-1] < high:
-        ticks.append(round(value, 10))
-    return ticks
+COLOURS = {"none": "#5a5a5a", "scratch": "#5a5a5a", "alone": "#5a5a5a", "kd": "#0072b2", "ofa": "#d55e00"}
+EXTRA = ["#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#f0e442", "#000000"]
 
 
 def method_colours(methods):
+    """A fixed colour per known method name (case-insensitive), the others from EXTRA in order."""
     colours, extra = {}, iter(EXTRA * 4)
     for method in methods:
         colours[method] = COLOURS.get(str(method).lower()) or next(extra)
     return colours
 
 
+def _save(fig, path):
+    fig.savefig(path, format="png", dpi=DPI)
+    plt.close(fig)
+    return path
+
+
 def draw_panels(panels, path, title=None, y_label="test top-1 (%)", x_label="epoch", panel_size=(420, 320)):
-    """Write a PNG with one chart per panel.
+    """Write a PNG with one chart per panel, ``panel_size`` pixels each.
 
     ``panels``: list of ``{"title": str, "series": {method: {"mean": [...], "low": [...], "high": [...]}}}``,
     values per epoch (epoch 1 first). ``low``/``high`` (optional) draw a light band, e.g. min..max over seeds.
     """
     if not panels:
         raise ValueError("draw_panels needs at least one panel")
-    methods = []
-    for panel in panels:
-        for method in panel["series"]:
-            if method not in methods:
-                methods.append(method)
+    methods = list(dict.fromkeys(m for panel in panels for m in panel["series"]))
     colours = method_colours(methods)
     width, height = panel_size
-    header = 34 if title else 6
-    legend_h = 34
-    image = Image.new("RGB", (width * len(panels), header + height + legend_h), WHITE)
-    draw = ImageDraw.Draw(image)
-    font, small, big = _font(13), _font(11), _font(16)
+    extra = 60 + (34 if title else 0)  # legend row (and title) below / above the panels
+    fig, axes = plt.subplots(1, len(panels), squeeze=False,
+                             figsize=(width * len(panels) / DPI, (height + extra) / DPI), dpi=DPI)
+    for k, (ax, panel) in enumerate(zip(axes[0], panels)):
+        for method, s in panel["series"].items():
+            epochs = list(range(1, len(s["mean"]) + 1))
+            if s.get("low") and s.get("high") and len(s["low"]) > 1:
+                ax.fill_between(epochs, s["low"], s["high"], color=colours[method], alpha=0.2, linewidth=0)
+            ax.plot(epochs, s["mean"], color=colours[method], linewidth=2.5, marker="o", markersize=4,
+                    label=method)
+        ax.set_title(panel["title"], fontsize=10)
+        ax.set_xlabel(x_label, fontsize=9)
+        if k == 0:
+            ax.set_ylabel(y_label, fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, color="#e1e1e1")
+        ax.tick_params(labelsize=8)
+    handles = [plt.Line2D([], [], color=colours[m], linewidth=2.5) for m in methods]
+    fig.legend(handles, methods, loc="lower center", ncol=len(methods), frameon=False, fontsize=9)
     if title:
-        tw, _ = _text_size(draw, title, big)
-        draw.text(((image.width - tw) // 2, 8), title, fill=BLACK, font=big)
-    for k, panel in enumerate(panels):
-        _draw_panel(draw, panel, (k * width, header, width, height), colours, font, small, x_label,
-                    y_label if k == 0 else None)
-    # legend, centred under the panels
-    entries = [(m, colours[m]) for m in methods]
-    widths = [30 + _text_size(draw, m, font)[0] + 24 for m, _ in entries]
-    x = (image.width - sum(widths)) // 2
-    y = header + height + legend_h // 2
-    for (method, colour), w in zip(entries, widths):
-        draw.line([(x, y), (x + 24, y)], fill=colour, width=3)
-        draw.text((x + 30, y - 8), method, fill=BLACK, font=font)
-        x += w
-    image.save(path, format="PNG")
-    return path
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 40 / (height + extra), 1, 1))
+    return _save(fig, path)
 
 
-def _draw_panel(draw, panel, box, colours, font, small, x_label, y_label):
-    x0, y0, width, height = box
-    left, right, top, bottom = x0 + 58, x0 + width - 14, y0 + 26, y0 + height - 40
-    series = panel["series"]
-    values = [v for s in series.values() for key in ("mean", "low", "high") for v in s.get(key) or []]
-    epochs = max((len(s["mean"]) for s in series.values()), default=1)
-    if not values:
-        values = [0.0, 1.0]
-    y_ticks = nice_ticks(min(values), max(values))
-    y_min, y_max = y_ticks[0], y_ticks[-1]
-    x_ticks = list(range(1, epochs + 1)) if epochs <= 12 else nice_ticks(1, epochs)
+def draw_sweep(lines, bands, path, title=None, x_label="eps", y_label="test top-1 (%)", size=(640, 420)):
+    """Write a PNG: final top-1 against a swept value.
 
-    def px(epoch):
-        return left + (right - left) * ((epoch - 1) / max(epochs - 1, 1))
-
-    def py(value):
-        return bottom - (bottom - top) * ((value - y_min) / max(y_max - y_min, 1e-12))
-
-    tw, _ = _text_size(draw, panel["title"], font)
-    draw.text((x0 + (width - tw) // 2, y0 + 4), panel["title"], fill=BLACK, font=font)
-    for tick in y_ticks:
-        y = py(tick)
-        draw.line([(left, y), (right, y)], fill=GRID)
-        label = f"{tick:g}"
-        lw, lh = _text_size(draw, label, small)
-        draw.text((left - 6 - lw, y - lh / 2 - 2), label, fill=BLACK, font=small)
-    for tick in x_ticks:
-        x = px(tick)
-        draw.line([(x, bottom), (x, bottom + 4)], fill=BLACK)
-        label = f"{tick:g}"
-        lw, _ = _text_size(draw, label, small)
-        draw.text((x - lw / 2, bottom + 6), label, fill=BLACK, font=small)
-    draw.rectangle([left, top, right, bottom], outline=BLACK)
-    lw, _ = _text_size(draw, x_label, small)
-    draw.text(((left + right - lw) / 2, bottom + 22), x_label, fill=BLACK, font=small)
-    if y_label:
-        draw.text((x0 + 4, top - 20), y_label, fill=BLACK, font=small)
-    for method, s in series.items():
-        colour = colours[method]
-        low, high = s.get("low"), s.get("high")
-        if low and high and len(low) > 1:
-            band = [(px(i + 1), py(v)) for i, v in enumerate(high)] + \
-                   [(px(i + 1), py(v)) for i, v in reversed(list(enumerate(low)))]
-            light = tuple(int(c + (255 - c) * 0.8) for c in colour)
-            draw.polygon(band, fill=light)
-    for method, s in series.items():  # lines over every band, so no band hides a line
-        points = [(px(i + 1), py(v)) for i, v in enumerate(s["mean"])]
-        if len(points) > 1:
-            draw.line(points, fill=colours[method], width=3, joint="curve")
-        for x, y in points:
-            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colours[method])
+    ``lines``: ``{label: {"x": [...], "mean": [...], "low": [...], "high": [...]}}`` drawn as lines with
+    low..high error bars (e.g. min..max over seeds); ``bands``: ``{label: {"mean": m, "low": l, "high": h}}``
+    drawn as horizontal lines across the chart with a shaded low..high band (baselines without the value).
+    """
+    if not lines and not bands:
+        raise ValueError("draw_sweep needs at least one line or band")
+    colours = method_colours(list(bands) + list(lines))
+    fig, ax = plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI)
+    for label, b in bands.items():
+        ax.axhspan(b["low"], b["high"], color=colours[label], alpha=0.15, linewidth=0)
+        ax.axhline(b["mean"], color=colours[label], linestyle="--", linewidth=1.8, label=label)
+    for label, s in lines.items():
+        low = [m - lo for m, lo in zip(s["mean"], s.get("low") or s["mean"])]
+        high = [hi - m for m, hi in zip(s["mean"], s.get("high") or s["mean"])]
+        ax.errorbar(s["x"], s["mean"], yerr=[low, high], color=colours[label], linewidth=2.2, marker="o",
+                    markersize=5, capsize=4, label=label)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.grid(True, color="#e1e1e1")
+    ax.legend(fontsize=9, loc="best")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
