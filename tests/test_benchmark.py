@@ -29,6 +29,7 @@ def run_script(args, tmp_path):
     return lines, json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_graph_ofa_step_report(tmp_path):
     lines, result = run_script(TINY + ["--distiller", "ofa", "--mode", "graph"], tmp_path)
     match = FINAL_LINE.match(lines[-1])
@@ -97,6 +98,7 @@ def test_teacher_cache_step_round_robin_with_the_online_step(tmp_path):
     assert result["recompilation"]["recompiled_after_first_step"] is False
 
 
+@pytest.mark.slow
 def test_data_option_times_the_loader(tmp_path):
     rng = np.random.RandomState(0)
     for c in range(2):

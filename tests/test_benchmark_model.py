@@ -26,6 +26,7 @@ def run_benchmarks(args):
                           text=True, timeout=900)
 
 
+@pytest.mark.slow
 def test_tiny_model_forward_report_with_timm_and_profile(tmp_path):
     out = tmp_path / "model.json"
     proc = run_benchmarks(["model", "--model", "vit_p4_pico", "--image-size", "32", "--batch-size", "2",

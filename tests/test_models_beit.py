@@ -45,7 +45,7 @@ def to_torch_name(name):
 
 
 @pytest.mark.parametrize("name,embed_dim,depth,heads,timm_millions", [
-    ("beitv2_base", 768, 12, 12, 86.53), ("beitv2_large", 1024, 24, 16, 304.43)])
+    ("beitv2_base", 768, 12, 12, 86.53), pytest.param("beitv2_large", 1024, 24, 16, 304.43, marks=pytest.mark.slow)])
 def test_param_count_names_and_224_shapes(name, embed_dim, depth, heads, timm_millions):
     model = create_model(name, num_classes=1000)
     params = model.trainable_params()
