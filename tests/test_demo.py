@@ -45,6 +45,19 @@ def test_progress_lines_are_shortened_with_their_eta():
     assert demo.echo_tool("2026-11-30 18:00:00 INFO views 100/800: 50.0 teacher images/s (12.5 source images/s), "
                           "eta 0.2 min").startswith("views 100/800")
     assert demo.echo_tool("[WARNING] cache something") is None
+    assert demo.echo_tool("2026-11-30 18:00:00 INFO cache complete: /c (train from it with teacher_cache: /c)") == \
+        "cache complete: /c"
+
+
+def test_throttle_passes_a_progress_line_every_so_often_and_always_the_last():
+    now = [0.0]
+    throttle = demo.Throttle(seconds=20, clock=lambda: now[0])
+    passed = []
+    for i, t in enumerate((0, 5, 10, 21, 30, 45), start=1):
+        now[0] = t
+        passed.append(throttle(f"views {i}/6: 10 teacher images/s, eta 0.1 min"))
+    assert passed == [True, False, False, True, False, True]  # the last one: views 6/6
+    assert throttle("cache complete: /c")
 
 
 def test_log_interval_and_cache_name():
@@ -90,7 +103,7 @@ def test_demo_script_prints_the_table_and_writes_curves_and_mindir(tmp_path):
            "--teacher-epochs", "1", "--teacher-subset", "0", "--epochs", "2", "--subset", "80", "--val-subset", "50",
            "--batch-size", "16", "--image-size", "16"]
     env = dict(os.environ, PYTHON=sys.executable)
-    proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     rows = [line for line in out.splitlines() if line.startswith("| ") and "`" in line]

@@ -90,18 +90,35 @@ def echo_progress(line):
 def echo_tool(line):
     """The lines of tools/cache_teacher.py (size, progress with ETA, done) and export.py worth showing."""
     match = TOOL_LINE.match(line)
-    return match.group(1).strip() if match else None
+    return match.group(1).split(" (train from it")[0].strip() if match else None
+
+
+class Throttle:
+    """Passes a progress line ("views i/n: ...") at most every ``seconds``, and always the last one (i == n)."""
+
+    def __init__(self, seconds=20.0, clock=time.time):
+        self.seconds, self.clock, self.last = seconds, clock, None
+
+    def __call__(self, text):
+        match = re.match(r"views (\d+)/(\d+)", text)
+        if not match or match.group(1) == match.group(2):
+            return True
+        now = self.clock()
+        if self.last is not None and now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
 
 
 def run_tool(cmd, label, log_path):
     """Run an entry point as a child, show its progress lines, keep its whole output in ``log_path``."""
-    lines = []
+    lines, throttle = [], Throttle()
     with subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           bufsize=1) as proc:
         for line in proc.stdout:
             lines.append(line)
             text = echo_tool(line)
-            if text:
+            if text and throttle(text):
                 log(f"{label}: {text}")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as f:
