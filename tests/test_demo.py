@@ -101,7 +101,7 @@ def test_demo_script_prints_the_table_and_writes_curves_and_mindir(tmp_path):
     write_fashion_mnist_gz(data)
     cmd = ["bash", os.path.join(ROOT, "scripts", "run_fashion_mnist_demo.sh"), str(data), "--work-dir", str(work),
            "--teacher-epochs", "1", "--teacher-subset", "0", "--epochs", "2", "--subset", "80", "--val-subset", "50",
-           "--batch-size", "16", "--image-size", "16"]
+           "--batch-size", "16", "--teacher-batch-size", "16", "--image-size", "16"]
     env = dict(os.environ, PYTHON=sys.executable)
     proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -59,11 +59,12 @@ def parse_args(argv):
     p.add_argument("--views", type=int, default=None,
                    help="cached teacher views per image (default: the student epochs, so no view repeats)")
     p.add_argument("--image-size", type=int, default=None, help="input size of every model (default: the configs')")
-    p.add_argument("--batch-size", type=int, default=None, help="batch size of every run (default: the configs')")
+    p.add_argument("--batch-size", type=int, default=None, help="student batch size (default: demo_student.yaml)")
+    p.add_argument("--teacher-batch-size", type=int, default=None, help="teacher batch size (default: demo_teacher.yaml)")
     p.add_argument("--val-subset", type=int, default=0,
                    help="test images to evaluate on (default 0: the full 10k test split)")
     args = p.parse_args(argv)
-    for name in ("teacher_epochs", "epochs", "subset", "views", "image_size", "batch_size"):
+    for name in ("teacher_epochs", "epochs", "subset", "views", "image_size", "batch_size", "teacher_batch_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -204,13 +205,13 @@ def run_demo(args):
     common = {"data_dir": data_dir, "val_subset": args.val_subset}
     if args.image_size:
         common["image_size"] = args.image_size
-    if args.batch_size:
-        common["batch_size"] = args.batch_size
 
     # 1. the teacher alone
     teacher_over = dict(common, output_dir=os.path.join(work, "teacher"))
     if args.teacher_epochs:
         teacher_over["epochs"] = args.teacher_epochs
+    if args.teacher_batch_size:
+        teacher_over["batch_size"] = args.teacher_batch_size
     if args.teacher_subset is not None:
         teacher_over["train_subset"] = args.teacher_subset
     teacher_cfg = load_config(TEACHER_RECIPE, teacher_over)
@@ -226,6 +227,8 @@ def run_demo(args):
     student_over = dict(common)
     if args.epochs:
         student_over["epochs"] = args.epochs
+    if args.batch_size:
+        student_over["batch_size"] = args.batch_size
     if args.subset:
         student_over["train_subset"] = args.subset
     student_cfg = load_config(STUDENT_RECIPE, student_over)
