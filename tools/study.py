@@ -231,12 +231,20 @@ def count_params(cfg):
             int(sum(p.size for p in distiller.branches.get_parameters())))
 
 
-def train_run(recipe, overrides, label, report_only=False):
+def echo_epoch_line(line):
+    """The end-of-epoch text of a train.py log line, else None (what a study shows of a run)."""
+    match = EPOCH_LINE.search(line)
+    return match.group(0) if match else None
+
+
+def train_run(recipe, overrides, label, report_only=False, echo=echo_epoch_line, count=True):
     """Train one config to the end with train.py in a child process (or reuse its cached record).
 
     A child per run keeps every run's memory and MindSpore state apart, and leaves the usual
-    train.log / config.yaml / metrics.json in its output_dir. Returns the record dict, or None when
-    ``report_only`` and nothing is cached.
+    train.log / config.yaml / metrics.json in its output_dir. ``echo(line)`` picks what of the child's
+    output is logged (a text, or None to skip the line); ``count=False`` leaves the parameter counts
+    out of the record (None), which spares building the models in this process. Returns the record
+    dict, or None when ``report_only`` and nothing is cached.
     """
     from src.config import load_config
 
@@ -257,9 +265,9 @@ def train_run(recipe, overrides, label, report_only=False):
                           bufsize=1) as proc:
         for line in proc.stdout:
             lines.append(line)
-            match = EPOCH_LINE.search(line)
-            if match:
-                log(f"{label}: {match.group(0)}")
+            text = echo(line)
+            if text:
+                log(f"{label}: {text}")
     with open(os.path.join(cfg.output_dir, "study_child.log"), "w", encoding="utf-8") as f:
         f.write(shlex.join(cmd) + "\n" + "".join(lines))
     if proc.returncode != 0:
@@ -268,7 +276,7 @@ def train_run(recipe, overrides, label, report_only=False):
     metrics = _read_json(os.path.join(cfg.output_dir, "metrics.json"))
     history = metrics["history"]
     curve = [h.get("val_top1") for h in history]
-    student_params, branch_params = count_params(cfg)
+    student_params, branch_params = count_params(cfg) if count else (None, None)
     record = {
         "config": json.loads(json.dumps(cfg.to_dict())),
         "command": shlex.join(["python", "train.py", "--config", os.path.relpath(recipe, ROOT)]
