@@ -19,7 +19,6 @@ not included) of each (way, setting) and the machine's load; the last line print
 is ``ours_over_imagefolder=<float>``: the smallest ratio of ours to the baseline over the settings.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -31,6 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import src  # noqa: E402,F401  first: caps oneDNN at AVX2 before MindSpore loads
 
 import numpy as np  # noqa: E402
+
+from src.files import write_json_atomic  # noqa: E402
 from PIL import Image  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -191,12 +192,7 @@ def main(argv=None):
     for line in summary_lines(result):
         print(line)
     if args.json:
-        folder = os.path.dirname(os.path.abspath(args.json))
-        os.makedirs(folder, exist_ok=True)
-        partial = args.json + ".partial"
-        with open(partial, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
-        os.replace(partial, args.json)
+        write_json_atomic(args.json, result)
     print(f"ours_over_imagefolder={result['ours_over_imagefolder']:.4f}")
     return 0
 

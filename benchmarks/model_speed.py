@@ -37,6 +37,7 @@ from mindspore import Tensor, nn, ops  # noqa: E402
 from benchmarks.op_profile import profile_calls, summarise  # noqa: E402
 from benchmarks.timm_twin import TIMM_MISSING, TWINS  # noqa: E402
 from src.distill import build_branch  # noqa: E402
+from src.files import write_json_atomic  # noqa: E402
 from src.models import create_model, list_models  # noqa: E402
 
 PASSES = ("forward", "forward_backward")
@@ -349,12 +350,7 @@ def main(argv=None):
     for line in summary_lines(result):
         print(line)
     if args.json:
-        folder = os.path.dirname(os.path.abspath(args.json))
-        os.makedirs(folder, exist_ok=True)
-        tmp = args.json + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
-        os.replace(tmp, args.json)
+        write_json_atomic(args.json, result)
     parts = [f"{which}_s={entry['ours_s_median']:.6f}" for which, entry in result["passes"].items()]
     print(" ".join(parts))
     return 0

@@ -17,7 +17,6 @@ graph; ``--data DIR`` also reads a real image folder through the training transf
 and reports the loader's images/s alone and fed to the step.
 """
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -36,6 +35,7 @@ from mindspore import nn, ops  # noqa: E402
 from src.config import load_config  # noqa: E402
 from src.distill import DISTILLERS, CachedTeacher  # noqa: E402
 from src.distill.losses import cross_entropy, ofa_loss  # noqa: E402
+from src.files import write_json_atomic  # noqa: E402
 from src.engine.builders import build_run_distiller, build_student, build_teacher, build_train_step  # noqa: E402
 
 MODES = ("graph", "pynative")
@@ -564,10 +564,7 @@ def main(argv=None):
     for line in summary_lines(result):
         print(line)
     if args.json:
-        folder = os.path.dirname(os.path.abspath(args.json))
-        os.makedirs(folder, exist_ok=True)
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
+        write_json_atomic(args.json, result)
     print(f"images_per_s={result['images_per_s']:.4f}")
     return 0
 

@@ -22,10 +22,11 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 
 import numpy as np
+
+from src.files import write_json_atomic
 
 FORMAT = "ofakd-teacher-cache"
 VERSION = 1
@@ -241,21 +242,6 @@ def _short(value):
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _write_json_atomic(data, path):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _read_json(path, what):
     try:
         with open(path, encoding="utf-8") as f:
@@ -322,7 +308,7 @@ class CacheWriter:
                              f"write, {free / 2**30:.2f} GiB free")
         os.makedirs(partial, exist_ok=True)
         if not os.path.isfile(old_plan):
-            _write_json_atomic(plan, old_plan)
+            write_json_atomic(old_plan, plan)
         return cls(out_dir, plan, rank, done)
 
     @staticmethod
@@ -361,7 +347,7 @@ class CacheWriter:
         """Make ``pairs_done`` rows durable; a killed run resumes after them."""
         for array in self.maps.values():
             array.flush()
-        _write_json_atomic({"pairs_done": int(pairs_done)}, self.progress)
+        write_json_atomic(self.progress, {"pairs_done": int(pairs_done)})
         self.done = int(pairs_done)
 
     def finish(self, stats=None):
@@ -372,7 +358,7 @@ class CacheWriter:
         self.flush(self.pairs)
         self.maps.clear()
         marker = os.path.join(self.partial, f"done-{self.rank:05d}-of-{self.group_size:05d}.json")
-        _write_json_atomic({"rank": self.rank, **(stats or {})}, marker)
+        write_json_atomic(marker, {"rank": self.rank, **(stats or {})})
         markers = [os.path.join(self.partial, f"done-{r:05d}-of-{self.group_size:05d}.json")
                    for r in range(self.group_size)]
         if not all(os.path.isfile(m) for m in markers):
@@ -380,7 +366,7 @@ class CacheWriter:
         try:
             ranks = [_read_json(m, "part marker") for m in markers]
             manifest = dict(self.plan, created=time.strftime("%Y-%m-%d %H:%M:%S"), writers=ranks)
-            _write_json_atomic(manifest, os.path.join(self.partial, MANIFEST))  # last file of a cache
+            write_json_atomic(os.path.join(self.partial, MANIFEST), manifest)  # last file of a cache
             for name in os.listdir(self.partial):
                 if name.startswith(("progress-", "done-")) or name == PLAN:
                     os.remove(os.path.join(self.partial, name))
