@@ -31,7 +31,7 @@ import src  # noqa: E402,F401  first: caps oneDNN at AVX2 before MindSpore loads
 
 import numpy as np  # noqa: E402
 
-from src.files import write_json_atomic  # noqa: E402
+from benchmarks.report import run_and_report  # noqa: E402
 from PIL import Image  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -183,18 +183,8 @@ def summary_lines(result):
 
 
 def main(argv=None):
-    args = build_arg_parser().parse_args(argv)
-    try:
-        result = run_benchmark(args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for line in summary_lines(result):
-        print(line)
-    if args.json:
-        write_json_atomic(args.json, result)
-    print(f"ours_over_imagefolder={result['ours_over_imagefolder']:.4f}")
-    return 0
+    return run_and_report(build_arg_parser().parse_args(argv), run_benchmark, summary_lines,
+                          lambda result: f"ours_over_imagefolder={result['ours_over_imagefolder']:.4f}")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from mindspore import Tensor, nn, ops  # noqa: E402
 from benchmarks.op_profile import profile_calls, summarise  # noqa: E402
 from benchmarks.timm_twin import TIMM_MISSING, TWINS  # noqa: E402
 from src.distill import build_branch  # noqa: E402
-from src.files import write_json_atomic  # noqa: E402
+from benchmarks.report import run_and_report  # noqa: E402
 from src.models import create_model, list_models  # noqa: E402
 
 PASSES = ("forward", "forward_backward")
@@ -341,19 +341,9 @@ def summary_lines(result):
 
 
 def main(argv=None):
-    args = build_arg_parser().parse_args(argv)
-    try:
-        result = run_benchmark(args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for line in summary_lines(result):
-        print(line)
-    if args.json:
-        write_json_atomic(args.json, result)
-    parts = [f"{which}_s={entry['ours_s_median']:.6f}" for which, entry in result["passes"].items()]
-    print(" ".join(parts))
-    return 0
+    return run_and_report(build_arg_parser().parse_args(argv), run_benchmark, summary_lines,
+                          lambda result: " ".join(f"{which}_s={entry['ours_s_median']:.6f}"
+                                                  for which, entry in result["passes"].items()))
 
 
 if __name__ == "__main__":

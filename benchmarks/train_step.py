@@ -35,7 +35,7 @@ from mindspore import nn, ops  # noqa: E402
 from src.config import load_config  # noqa: E402
 from src.distill import DISTILLERS, CachedTeacher  # noqa: E402
 from src.distill.losses import cross_entropy, ofa_loss  # noqa: E402
-from src.files import write_json_atomic  # noqa: E402
+from benchmarks.report import run_and_report  # noqa: E402
 from src.engine.builders import build_run_distiller, build_student, build_teacher, build_train_step  # noqa: E402
 
 MODES = ("graph", "pynative")
@@ -555,18 +555,8 @@ def summary_lines(result):
 
 
 def main(argv=None):
-    args = build_arg_parser().parse_args(argv)
-    try:
-        result = run_benchmark(args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for line in summary_lines(result):
-        print(line)
-    if args.json:
-        write_json_atomic(args.json, result)
-    print(f"images_per_s={result['images_per_s']:.4f}")
-    return 0
+    return run_and_report(build_arg_parser().parse_args(argv), run_benchmark, summary_lines,
+                          lambda result: f"images_per_s={result['images_per_s']:.4f}")
 
 
 if __name__ == "__main__":

@@ -171,16 +171,20 @@ class OFADistiller(Distiller):
             build_branch(student, stage, shapes[stage - 1], teacher_dim, num_classes) for stage in stages
         ])
 
-    def construct(self, images, labels, *cached):
-        logits_t = self.teacher_inputs(images, cached)[0]
-        logits_s, feats, _ = self.student.forward_with_stages(images)
+    def ofa_terms(self, images, labels, logits_t):
+        """The weighted CE, final-logit OFA and exit-branch OFA terms, and the student's pooled feature (for
+        a method that adds a feature term)."""
+        logits_s, feats, feat_s = self.student.forward_with_stages(images)
         loss_gt = self.w_gt * cross_entropy(logits_s, labels, self.label_smoothing)
         loss_kd = self.w_kd * ofa_loss(logits_s, logits_t, labels, self.final_eps, self.temperature)
         loss_ofa = ops.zeros((), ms.float32)
         for i in range(len(self.stage_index)):
             logits_b = self.branches[i](feats[self.stage_index[i]])
             loss_ofa = loss_ofa + ofa_loss(logits_b, logits_t, labels, self.branch_eps[i], self.temperature)
-        loss_ofa = self.w_ofa * loss_ofa
+        return loss_gt, loss_kd, self.w_ofa * loss_ofa, feat_s
+
+    def construct(self, images, labels, *cached):
+        loss_gt, loss_kd, loss_ofa, _ = self.ofa_terms(images, labels, self.teacher_inputs(images, cached)[0])
         return loss_gt + loss_kd + loss_ofa, ops.stack((loss_gt, loss_kd, loss_ofa))
 
 
@@ -239,14 +243,7 @@ class OFARSDDistiller(OFADistiller):
 
     def construct(self, images, labels, *cached):
         logits_t, feat_t = self.teacher_inputs(images, cached)
-        logits_s, feats, feat_s = self.student.forward_with_stages(images)
-        loss_gt = self.w_gt * cross_entropy(logits_s, labels, self.label_smoothing)
-        loss_kd = self.w_kd * ofa_loss(logits_s, logits_t, labels, self.final_eps, self.temperature)
-        loss_ofa = ops.zeros((), ms.float32)
-        for i in range(len(self.stage_index)):
-            logits_b = self.branches[i](feats[self.stage_index[i]])
-            loss_ofa = loss_ofa + ofa_loss(logits_b, logits_t, labels, self.branch_eps[i], self.temperature)
-        loss_ofa = self.w_ofa * loss_ofa
+        loss_gt, loss_kd, loss_ofa, feat_s = self.ofa_terms(images, labels, logits_t)
         loss_rsd = self.w_rsd * rsd_loss(self.branches[self.projector_index](feat_s), feat_t, self.kappa)
         return loss_gt + loss_kd + loss_ofa + loss_rsd, ops.stack((loss_gt, loss_kd, loss_ofa, loss_rsd))
 
