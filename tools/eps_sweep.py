@@ -293,7 +293,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)  # MindSpore's cell destructors print spurious errors at interpreter shutdown; skip them
+    from src.cli import exit_quietly
+
+    exit_quietly(main())
