@@ -11,6 +11,7 @@ raises ``WriteError``, a ``ValueError`` whose one-line message names the file.
 """
 import contextlib
 import errno
+import hashlib
 import json
 import os
 
@@ -100,3 +101,12 @@ def write_bytes_atomic(path, chunks):
 
 def write_json_atomic(path, data):
     return write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def file_sha256(path):
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

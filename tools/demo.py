@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from src.files import write_json_atomic
+from src.files import file_sha256, write_json_atomic
 from tools.study import METHOD_TITLES, ROOT, cached_record, log, method_overrides, train_run
 
 TEACHER_RECIPE = os.path.join(ROOT, "configs", "fashion_mnist", "demo_teacher.yaml")
@@ -141,14 +141,6 @@ def cache_name(teacher, teacher_sha256, fields, views):
     """Folder name of the cache for a teacher checkpoint and the student's data fields: another one, another name."""
     key = json.dumps({"teacher_sha256": teacher_sha256, "fields": fields, "views": views}, sort_keys=True)
     return f"{teacher}-k{views}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def count_train_images(data_dir):
