@@ -1,14 +1,13 @@
 """The Fashion-MNIST demo (tools/demo.py, scripts/run_fashion_mnist_demo.sh): its helpers, and a tiny run end to end."""
-import gzip
 import json
 import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from PIL import Image
 
+from fake_fashion import write_fake_fashion_mnist
 from tools import demo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,27 +77,10 @@ def test_parse_args_refuses_nonsense():
         demo.parse_args(["--teacher-subset", "-1"])
 
 
-def write_fashion_mnist_gz(root, train=240, test=100):
-    """Gzipped IDX files shaped like Fashion-MNIST; class c has a bright block at its own place (learnable)."""
-    rng = np.random.RandomState(0)
-    root.mkdir(parents=True)
-    for prefix, count in (("train", train), ("t10k", test)):
-        labels = (np.arange(count) % 10).astype(np.uint8)
-        rng.shuffle(labels)
-        images = rng.randint(0, 60, (count, 28, 28)).astype(np.uint8)
-        for i, c in enumerate(labels):
-            r, q = divmod(int(c), 4)
-            images[i, r * 7 + 3: r * 7 + 10, q * 7: q * 7 + 7] = 230
-        for stem, array, magic in ((f"{prefix}-images-idx3-ubyte", images, 0x803),
-                                   (f"{prefix}-labels-idx1-ubyte", labels, 0x801)):
-            header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-            (root / f"{stem}.gz").write_bytes(gzip.compress(header + array.tobytes()))
-
-
 @pytest.mark.slow
 def test_demo_script_prints_the_table_and_writes_curves_and_mindir(tmp_path):
     data, work = tmp_path / "fashion", tmp_path / "demo"
-    write_fashion_mnist_gz(data)
+    write_fake_fashion_mnist(str(data), train=240, test=100, gz=True)
     cmd = ["bash", os.path.join(ROOT, "scripts", "run_fashion_mnist_demo.sh"), str(data), "--work-dir", str(work),
            "--teacher-epochs", "1", "--teacher-subset", "0", "--epochs", "2", "--subset", "80", "--val-subset", "50",
            "--batch-size", "16", "--teacher-batch-size", "16", "--image-size", "16"]

@@ -7,29 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fake_fashion import write_fake_fashion_mnist
 from src.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx, read_mnist
 from tools import study
 from tools.study_plot import draw_panels, draw_sweep
 
 
-def make_idx_dataset(root, train=400, test=200, seed=0):
-    """MNIST-format files whose class c has a bright 7x7 block at its own place: learnable in one epoch."""
-    rng = np.random.RandomState(seed)
-    os.makedirs(root, exist_ok=True)
-    for prefix, count in (("train", train), ("t10k", test)):
-        labels = (np.arange(count) % 10).astype(np.uint8)
-        rng.shuffle(labels)
-        images = rng.randint(0, 60, (count, 28, 28)).astype(np.uint8)
-        for i, c in enumerate(labels):
-            r, q = divmod(int(c), 4)
-            images[i, r * 7 + 3: r * 7 + 10, q * 7: q * 7 + 7] = 230
-        study.write_idx(os.path.join(root, f"{prefix}-images-idx3-ubyte"), images)
-        study.write_idx(os.path.join(root, f"{prefix}-labels-idx1-ubyte"), labels)
-    return root
-
-
 def test_write_idx_round_trip_and_subset_is_fixed_and_balanced(tmp_path):
-    data = make_idx_dataset(str(tmp_path / "data"), train=203, test=20)
+    data = write_fake_fashion_mnist(str(tmp_path / "data"), train=203, test=20)
     images, labels = read_mnist(data, "train")
     assert images.shape == (203, 28, 28) and labels.shape == (203,)
     folder, counts = study.make_subset_dir(data, str(tmp_path / "sub"), 50, seed=3)
@@ -105,7 +90,7 @@ def test_method_overrides():
 @pytest.fixture(scope="module")
 def quick_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
-    data = make_idx_dataset(str(root / "data"))
+    data = write_fake_fashion_mnist(str(root / "data"))
     argv = ["--out", str(root / "out"), "--quick", "--data-dir", data, "--work-dir", str(root / "work"),
             "--pairs", "cnn2vit,cnn2mlp", "--methods", "none,ofa", "--cnn-teacher", "resnet10",
             # cheap-to-compile students that still cover both branch kinds (token and conv)
@@ -225,7 +210,7 @@ def test_eps_sweep_two_values_from_one_cache_and_resume(tmp_path):
     """A two-value sweep on tiny data: table, JSON and PNG agree; the teacher runs once; a rerun trains nothing."""
     from tools import eps_sweep
 
-    data = make_idx_dataset(str(tmp_path / "data"), train=160, test=64)
+    data = write_fake_fashion_mnist(str(tmp_path / "data"), train=160, test=64)
     out = tmp_path / "out"
     argv = ["--out", str(out), "--quick", "--data-dir", data, "--work-dir", str(tmp_path / "work"),
             "--teacher", "resnet10", "--student", "resmlp_p4_pico", "--eps", "1.0", "1.5", "--w-ofa", "1.0",
