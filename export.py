@@ -57,7 +57,7 @@ def main(argv=None):
         args, cfg = config_from_args(sys.argv[1:] if argv is None else argv, parser, for_training=False)
         if not cfg.student:
             raise ValueError("config: key 'student' is required")
-        if args.file_format == "AIR" and cfg.device_target != "Ascend":
+        if args.file_format == "AIR" and cfg.device_target not in ("Ascend", "auto"):
             raise ValueError("AIR export needs device_target=Ascend; use MINDIR elsewhere")
         if args.batch_size < 1:
             raise ValueError(f"--batch_size must be positive, got {args.batch_size}")
@@ -72,6 +72,8 @@ def main(argv=None):
 
         send_compile_reports_to(None)
         setup_context(cfg, distributed=False)
+        if args.file_format == "AIR" and cfg.device_target != "Ascend":
+            raise ValueError(f"AIR export needs device_target=Ascend; this run is on {cfg.device_target}, use MINDIR")
         net = build_student(cfg)
         load_model_checkpoint(net, args.checkpoint, what=f"student '{cfg.student}'")
         net.set_train(False)

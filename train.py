@@ -148,7 +148,7 @@ class Progress:
 def _describe_run(cfg, group_size):
     who = f"student {cfg.student} trained alone (distiller none)" if cfg.distiller == "none" else \
         f"student {cfg.student}, teacher {cfg.teacher}, distiller {cfg.distiller}"
-    return f"{who}, {group_size} device(s), output {cfg.output_dir}"
+    return f"{who}, {group_size} {cfg.device_target} device(s), output {cfg.output_dir}"
 
 
 def _fail(message, code=2):
@@ -188,12 +188,22 @@ def train(cfg, stop):
                 return 0
         else:
             cfg.resume = None
+        requested_device = cfg.device_target
         rank, group_size = setup_context(cfg, distributed=cfg.distribute or None)
         is_main = rank == 0
         setup_logging(None, rank)  # the log file is attached once everything below has been checked
         for note in plan.notes:
             log.info(note)
         log.info(_describe_run(cfg, group_size))
+        if requested_device == "auto":
+            from src.engine.device import usable_backends
+
+            log.info("device_target auto: %s (this MindSpore can use %s)", cfg.device_target,
+                     ", ".join(usable_backends()))
+        if cfg.device_target == "CPU" and group_size > 1 and cfg.distiller != "none" and not cfg.teacher_cache:
+            log.warning("distiller %s on %d CPU workers: every worker also runs the teacher, and workers on one "
+                        "machine share its cores; there one worker, or a teacher_cache, is usually faster",
+                        cfg.distiller, group_size)
         trainer = Trainer(cfg, rank, group_size, on_event=Progress(is_main), should_stop=stop)
         if stop():
             return _fail("interrupted before training started; nothing was written", stop.exit_code)

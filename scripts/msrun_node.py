@@ -10,9 +10,12 @@ Three things on top of MindSpore's msrun:
   and prints the log's last lines.
 """
 import argparse
+import atexit
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import time
 
 TAIL_LINES = 20
@@ -42,6 +45,21 @@ def _tail(path, lines):
     return text.splitlines()[-lines:]
 
 
+def _workers_use_this_python():
+    """msrun starts every process as ``python SCRIPT`` from PATH: make that name this interpreter (the project's
+    .venv when the script found it), also when the environment is not activated."""
+    here = os.path.join(os.path.dirname(sys.executable), "python")
+    if os.path.exists(here) and os.path.samefile(here, sys.executable):
+        folder = os.path.dirname(sys.executable)
+    else:
+        folder = tempfile.mkdtemp(prefix="ofakd-msrun-")
+        atexit.register(shutil.rmtree, folder, True)
+        with open(os.path.join(folder, "python"), "w") as f:
+            f.write(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        os.chmod(os.path.join(folder, "python"), 0o755)
+    os.environ["PATH"] = folder + os.pathsep + os.environ.get("PATH", "")
+
+
 def main(argv):
     pre = argparse.ArgumentParser(add_help=False)
     for flag, kind, default in (("--worker_num", int, 8), ("--local_worker_num", int, 8), ("--node_rank", int, -1),
@@ -57,8 +75,14 @@ def main(argv):
               f"and the port open?)", file=sys.stderr)
         return 1
 
-    from mindspore.parallel.cluster import run as msrun
-    from mindspore.parallel.cluster.process_entity import _api
+    try:
+        from mindspore.parallel.cluster import run as msrun
+        from mindspore.parallel.cluster.process_entity import _api
+    except ImportError as exc:
+        print(f"error: {sys.executable} has no msrun ({exc}); it ships with MindSpore >= 2.3: install MindSpore "
+              f"into the project's .venv or set PYTHON", file=sys.stderr)
+        return 2
+    _workers_use_this_python()
 
     sys.argv = ["msrun", *argv]
     args = msrun.get_args()

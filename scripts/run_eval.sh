@@ -9,8 +9,10 @@ source "$(dirname "$0")/common.sh"
 usage_or_help "$@"
 [ $# -ge 2 ] || usage_error "CONFIG and CHECKPOINT are required"
 CONFIG=$(check_config "$1")
-CKPT=$(realpath -m "$2"); shift 2
+CKPT=$(caller_path "$2"); shift 2
 [ -f "$CKPT" ] || die "CHECKPOINT=$CKPT is not a file"
+abs_path_args "$@"
+set -- "${ARGS[@]}"
 check_overrides "$@"
 cd "$ROOT_DIR"
 exec "$PYTHON" eval.py --config "$CONFIG" --checkpoint "$CKPT" "$@"

@@ -9,11 +9,14 @@ source "$(dirname "$0")/common.sh"
 usage_or_help "$@"
 [ $# -ge 2 ] || usage_error "CONFIG and CHECKPOINT are required"
 CONFIG=$(check_config "$1")
-CKPT=$(realpath -m "$2"); shift 2
+CKPT=$(caller_path "$2"); shift 2
 [ -f "$CKPT" ] || die "CHECKPOINT=$CKPT is not a file"
 FORMAT=MINDIR
 case "${1:-}" in
   MINDIR|AIR|ONNX|mindir|air|onnx) FORMAT=${1^^}; shift ;;
 esac
+abs_path_args "$@"
+set -- "${ARGS[@]}"
+check_overrides "$@"
 cd "$ROOT_DIR"
 exec "$PYTHON" export.py --config "$CONFIG" --checkpoint "$CKPT" --file_format "$FORMAT" "$@"

@@ -14,7 +14,9 @@ source "$(dirname "$0")/common.sh"
 usage_or_help "$@"
 DATA_DIR=/usr/share/datasets/fashion-mnist
 if [ $# -ge 1 ] && [[ "$1" != -* ]]; then DATA_DIR=$1; shift; fi
-DATA_DIR=$(realpath -m "$DATA_DIR")
+DATA_DIR=$(caller_path "$DATA_DIR")
 [ -d "$DATA_DIR" ] || die "DATASET_PATH=$DATA_DIR is not a directory (install it: apt-get install dataset-fashion-mnist)"
+abs_path_args "$@"
+set -- "${ARGS[@]}"
 cd "$ROOT_DIR"
 "$PYTHON" -m tools.demo --data-dir "$DATA_DIR" "$@"

@@ -14,8 +14,10 @@ DATA_DIR=/usr/share/datasets/fashion-mnist
 OUT_DIR=outputs/fashion_mnist_study/results
 if [ $# -ge 1 ] && [[ "$1" != -* ]]; then DATA_DIR=$1; shift; fi
 if [ $# -ge 1 ] && [[ "$1" != -* ]]; then OUT_DIR=$1; shift; fi
-DATA_DIR=$(realpath -m "$DATA_DIR")
-OUT_DIR=$(realpath -m "$OUT_DIR")
+DATA_DIR=$(caller_path "$DATA_DIR")
+OUT_DIR=$(caller_path "$OUT_DIR")
 [ -d "$DATA_DIR" ] || die "DATASET_PATH=$DATA_DIR is not a directory (install it: apt-get install dataset-fashion-mnist)"
+abs_path_args "$@"
+set -- "${ARGS[@]}"
 cd "$ROOT_DIR"
 "$PYTHON" -m tools.study --data-dir "$DATA_DIR" --out "$OUT_DIR" "$@"

@@ -10,6 +10,8 @@ source "$(dirname "$0")/common.sh"
 usage_or_help "$@"
 [ $# -ge 1 ] || usage_error "CONFIG is missing"
 CONFIG=$(check_config "$1"); shift
+abs_path_args "$@"
+set -- "${ARGS[@]}"
 check_overrides "$@"
 cd "$ROOT_DIR"
 exec "$PYTHON" train.py --config "$CONFIG" "$@"

@@ -30,7 +30,7 @@ import yaml
 
 from src.files import write_text_atomic
 
-DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
+DEVICE_TARGETS = ("auto", "CPU", "GPU", "Ascend")
 MODES = ("graph", "pynative")
 DATASETS = ("imagefolder", "cifar100", "cifar10", "fashion_mnist", "mnist", "fake")
 DISTILLERS = ("ofa", "kd", "dist", "dkd", "rsd", "ofa+rsd", "none")
@@ -73,7 +73,8 @@ def _k(kind, default, help, **kw):
 
 KEYS = {
     # --- run / device
-    "device_target": _k("str", "CPU", "backend to run on", choices=DEVICE_TARGETS),
+    "device_target": _k("str", "auto", "backend to run on; auto = the first of Ascend, GPU, CPU that the installed "
+                        "MindSpore can use", choices=DEVICE_TARGETS),
     "mode": _k("str", "graph", "MindSpore execution mode", choices=MODES),
     "distribute": _k("bool", False, "data-parallel over the ranks started by msrun / a rank table"),
     "seed": _k("int", 42, "random seed (weights, shuffling, augmentation)"),

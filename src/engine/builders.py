@@ -11,6 +11,7 @@ from src.distill import CachedTeacher, build_distiller
 from src.models import create_model
 
 from .checkpoint import load_model_checkpoint
+from .device import resolve_device_target
 from .optim import create_optimizer, lr_schedule, param_groups
 from .precision import resolve_precision
 from .train_step import DistillTrainStep
@@ -29,10 +30,12 @@ def launched_distributed():
 def setup_context(cfg, distributed=None):
     """Device, execution mode, seeds and (when launched so) data-parallel communication.
 
+    ``cfg.device_target`` becomes the backend used (``auto`` resolved, see ``src.engine.device``).
     Returns ``(rank, group_size)``.
     """
     if cfg.mode not in ("graph", "pynative"):
         raise ValueError(f"mode must be 'graph' or 'pynative', got {cfg.mode!r}")
+    cfg.device_target = resolve_device_target(cfg.device_target)
     ms.set_context(mode=ms.GRAPH_MODE if cfg.mode == "graph" else ms.PYNATIVE_MODE)
     # The device can be chosen only before the runtime starts; a second run in the same process keeps it.
     if ms.get_context("device_target") != cfg.device_target:

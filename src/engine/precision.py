@@ -37,7 +37,12 @@ def resolve_precision(cfg):
     """The ``Precision`` of a run from its config (``auto`` resolved by ``device_target``)."""
     level = cfg["amp_level"]
     if level == "auto":
-        level = "O0" if cfg["device_target"] == "CPU" else ACCELERATOR_AMP_LEVEL
+        device = cfg["device_target"]
+        if device == "auto":  # a run resolves it in setup_context; here for a config read on its own
+            from .device import resolve_device_target
+
+            device = resolve_device_target(device)
+        level = "O0" if device == "CPU" else ACCELERATOR_AMP_LEVEL
     scale_type = cfg["loss_scale_type"]
     if scale_type == "auto":
         scale_type = "none" if level == "O0" else "dynamic"
