@@ -6,7 +6,8 @@
 The config is the training config (dataset, image_size, augmentation, teacher, teacher_ckpt); ``--out``
 defaults to its ``teacher_cache``. The size is printed before anything is written; the cache appears at
 DIR only when complete (a killed run leaves DIR.partial and resumes when started again with the same
-arguments). Under msrun every rank writes its share of the images. Train from it with
+arguments). Under msrun every rank writes its share of the images (scripts/run_distribute_cache.sh, one or
+several nodes; DIR must then be on a file system all nodes share: docs/distributed.md). Train from it with
 ``teacher_cache: DIR`` (see docs/teacher_cache.md).
 """
 import os
