@@ -103,8 +103,20 @@ def main(argv):
         stop_others()
 
     manager.kill_worker_processes = record_then_stop
+
+    def stop_everything():  # msrun's Ctrl-C handler; its own assumes a scheduler on every node
+        manager.kill_worker_processes()
+        manager.kill_tail_log_processes()
+        if manager.msn_process is not None and manager.msn_process.poll() is None:
+            manager.msn_process.kill()
+
+    manager.kill_all_processes = stop_everything
     try:
         manager.run()
+    except SystemExit:  # msrun ends with exit 0 after Ctrl-C has stopped the workers
+        print("error: interrupted (Ctrl-C): the workers were stopped; the last resume point rank 0 saved is intact "
+              "(continue with the same command and resume=auto)", file=sys.stderr)
+        return 130
     except RuntimeError:
         for local_rank, code in failed or [(None, None)]:
             if local_rank is None:
@@ -114,8 +126,11 @@ def main(argv):
             rank = local_rank if rank is None else rank
             print(f"error: rank {rank} exited with code {code}; the job was stopped. Last lines of {log_path}:",
                   file=sys.stderr)
-            for line in _tail(log_path, TAIL_LINES):
+            lines = _tail(log_path, TAIL_LINES)
+            for line in lines:
                 print(f"  | {line}", file=sys.stderr)
+            if not lines:
+                print("  (the log is empty: ranks other than 0 log only warnings and errors)", file=sys.stderr)
         return 1
     return 0
 
