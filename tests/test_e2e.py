@@ -136,6 +136,10 @@ def test_two_worker_msrun_ends_with_identical_weights(work):
     stats = [n for n in r0 if n.endswith("moving_mean")]
     assert any(not np.array_equal(r0[n].asnumpy(), r1[n].asnumpy()) for n in stats)  # the ranks saw different data
     assert (out / "last.ckpt").is_file() and (out / "config.yaml").is_file()
+    log = (out / "train.log").read_text()
+    assert "device_target auto: " in log
+    if "device_target auto: CPU" in log:  # a teacher-student pair on several CPU workers is warned about
+        assert "distiller kd on 2 CPU workers" in log
 
 
 # ------------------------------------------------------------------------------------------- bad input
