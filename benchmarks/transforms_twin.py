@@ -342,6 +342,31 @@ def rand_bbox_065(img_shape, lam, margin=0.0, count=None):
             np.clip(cx - cut_w // 2, 0, img_w), np.clip(cx + cut_w // 2, 0, img_w))
 
 
+def rand_augment_op_outputs(timm, cfg, seed=0):
+    """Each RandAugment op applied once at magnitude 9 (sign and interpolation fixed) to the same 64x48 photo:
+    ``{op: max |ours - timm|}`` in 0-255 units (ours on the uint8 array, timm's on the PIL image)."""
+    from src.data.transforms import build_image_transforms
+
+    if not cfg["auto_augment"]:
+        return None
+    ours = next(op for op in build_image_transforms(cfg, True) if type(op).__name__ == "RandAugment")
+    theirs = next(op for op in timm_train_transform(timm, cfg).transforms if type(op).__name__ == "RandAugment")
+    with tempfile.TemporaryDirectory() as tmp:
+        with Image.open(write_jpegs(tmp, sizes=((64, 48),), seed=seed)[0]) as im:
+            image = im.convert("RGB")
+    array = np.asarray(image)
+    out = {}
+    for mine, their in zip(ours.ops, theirs.ops):
+        random.seed(seed)  # the random sign of a level
+        args = mine.level_fn(9.0, mine.hparams) if mine.level_fn else ()
+        random.seed(seed)
+        their_args = their.level_fn(9.0, their.hparams) if their.level_fn else ()
+        a = np.asarray(mine.aug_fn(array.copy(), *args, **dict(mine.kwargs)), dtype=np.int16)
+        b = np.asarray(their.aug_fn(image.copy(), *their_args, **dict(their.kwargs)), dtype=np.int16)
+        out[their.name] = float(np.abs(a - b).max()) if a.shape == b.shape else float("inf")
+    return out
+
+
 def mixup_comparison(timm, cfg, batches, seed=0, batch=8, image_size=15, bbox_065=False):
     """Largest difference of mixed images and soft targets over ``batches`` batches from the same numpy seed
     (``bbox_065``: timm's Mixup with timm 0.6.5's CutMix box)."""
@@ -419,6 +444,7 @@ def run(draws=10000, folder=None):
             "crop": crop_comparison(timm, cfg, draws),
             "erasing": erasing_comparison(timm, cfg, draws) if cfg["re_prob"] > 0 else None,
             "rand_augment": rand_augment_comparison(timm, cfg, draws // 10),
+            "rand_augment_op_max_abs_255": rand_augment_op_outputs(timm, cfg),
             "mixup": mixup_comparison(timm, cfg, 200),
             "mixup_bbox_065": mixup_comparison(timm, cfg, 200, bbox_065=True),
         }

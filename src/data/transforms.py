@@ -11,6 +11,9 @@
   (up to 181/255 apart on a 1024x683 JPEG at 96 px); this one is within 1/255 of timm.
 * RandAugment has timm's 15 operations: mindcv's lists lack SolarizeAdd (so each other op was drawn with
   probability 1/14 instead of 1/15); its TranslateX/Y are timm's TranslateXRel/YRel (0.45 of the size).
+  Posterize keeps ``bits`` high bits as in timm (mindcv kept ``8 - bits``: at magnitude 9 seven bits instead
+  of one), Solarize thresholds are on timm's 0-256 scale (mindcv's 0-255 is one level off), and the
+  geometric ops and Equalize run on PIL images as timm's do (mindcv's shear about the centre, not the corner).
 * Random erasing is timm's (``RandomErasing``): MindSpore's draws the aspect ratio uniformly in
   [0.3, 3.3], not log-uniformly in [0.3, 1/0.3], over an area of at most 0.33 instead of 1/3, and fills
   with a constant unless asked for noise.
@@ -28,7 +31,7 @@ from mindcv.data.mixup import Mixup
 from mindcv.data.transforms_factory import create_transforms
 from mindspore.dataset import transforms as ds_transforms
 from mindspore.dataset import vision
-from PIL import Image
+from PIL import Image, ImageOps
 
 # PIL's resampling filters by interpolation name, as torchvision maps them for PIL images ("area" is the box filter)
 PIL_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST, "area": Image.BOX}
@@ -159,15 +162,89 @@ def solarize_add_level(level, _hparams):
     return min(128, int((level / 10.0) * 110)),
 
 
-def with_timm_ops(rand_augment):
-    """mindcv's ``RandAugment`` with timm's op list: SolarizeAdd inserted after (increasing) Solarize, and the
-    relative translations under timm's names (mindcv's TranslateX/Y already translate by a fraction)."""
+def posterize(image, bits_to_keep, **_):
+    """timm's (PIL's) Posterize on a uint8 array: keep the ``bits_to_keep`` high bits (8 or more: unchanged)."""
+    if bits_to_keep >= 8:
+        return image
+    return image & np.uint8((0xFF << (8 - bits_to_keep)) & 0xFF)
+
+
+def solarize(image, thresh, **_):
+    """timm's (PIL's) Solarize on a uint8 array: invert every value >= ``thresh`` (256: none)."""
+    return np.where(image >= thresh, 255 - image, image).astype(np.uint8)
+
+
+def solarize_level(level, _hparams):
+    """timm's magnitude -> Solarize threshold: ``min(256, int(level / 10 * 256))``."""
+    return min(256, int((level / 10.0) * 256)),
+
+
+def solarize_increasing_level(level, hparams):
+    return 256 - solarize_level(level, hparams)[0],
+
+
+def _on_pil(transform):
+    """An op on ``[H, W, 3]`` uint8 arrays from one on PIL images (the geometric ops, as timm runs them)."""
+    def run(image, *args, **kwargs):
+        return np.asarray(transform(Image.fromarray(image), *args, **kwargs))
+    return run
+
+
+def _affine(image, matrix, fillcolor, resample):
+    # PIL maps each output pixel (x, y) to input (a x + b y + c, d x + e y + f), about the top-left corner
+    return image.transform(image.size, Image.AFFINE, matrix, resample=resample, fillcolor=fillcolor)
+
+
+def shear_x(image, factor, fillcolor, resample):
+    return _affine(image, (1, factor, 0, 0, 1, 0), fillcolor, resample)
+
+
+def shear_y(image, factor, fillcolor, resample):
+    return _affine(image, (1, 0, 0, factor, 1, 0), fillcolor, resample)
+
+
+def translate_x_rel(image, fraction, fillcolor, resample):
+    return _affine(image, (1, 0, fraction * image.size[0], 0, 1, 0), fillcolor, resample)
+
+
+def translate_y_rel(image, fraction, fillcolor, resample):
+    return _affine(image, (1, 0, 0, 0, 1, fraction * image.size[1]), fillcolor, resample)
+
+
+def rotate(image, degrees, fillcolor, resample):
+    return image.rotate(degrees, resample=resample, fillcolor=fillcolor)
+
+
+def equalize(image, **_):
+    return ImageOps.equalize(image)
+
+
+# op name -> (image function, magnitude -> arguments or None to keep mindcv's): where mindcv differs from timm
+_TIMM_OPS = {"Posterize": (posterize, None), "PosterizeIncreasing": (posterize, None),
+             "PosterizeOriginal": (posterize, None), "Solarize": (solarize, solarize_level),
+             "SolarizeIncreasing": (solarize, solarize_increasing_level),
+             "ShearX": (_on_pil(shear_x), None), "ShearY": (_on_pil(shear_y), None),
+             "TranslateXRel": (_on_pil(translate_x_rel), None), "TranslateYRel": (_on_pil(translate_y_rel), None),
+             "Rotate": (_on_pil(rotate), None), "Equalize": (_on_pil(equalize), None)}
+_GEOMETRIC = ("ShearX", "ShearY", "TranslateXRel", "TranslateYRel", "Rotate")
+
+
+def with_timm_ops(rand_augment, interpolation):
+    """mindcv's ``RandAugment`` with timm's ops: SolarizeAdd inserted after (increasing) Solarize, timm's
+    Posterize and Solarize, and the relative translations under timm's names (mindcv's TranslateX/Y already
+    translate by a fraction)."""
     if rand_augment.choice_weights is not None:  # weighted policies ("-w0") keep mindcv's list and weights
         return rand_augment
     ops = []
     for op in rand_augment.ops:
         if op.name in ("TranslateX", "TranslateY"):
             op.name += "Rel"
+        if op.name in _TIMM_OPS:
+            op.aug_fn, level_fn = _TIMM_OPS[op.name]
+            op.level_fn = level_fn or op.level_fn
+        if op.name in _GEOMETRIC:  # timm fills uncovered pixels with the mean colour
+            op.kwargs = {"fillcolor": tuple(int(v) for v in op.hparams["img_mean"]),
+                         "resample": PIL_FILTERS[interpolation]}
         ops.append(op)
         if op.name in ("Solarize", "SolarizeIncreasing"):
             added = AugmentOp("Solarize", prob=op.prob, magnitude=op.magnitude, hparams=op.hparams)
@@ -189,7 +266,7 @@ def build_image_transforms(cfg, is_training, decode=False):
             scale=tuple(cfg["scale"]), ratio=tuple(cfg["ratio"]), hflip=cfg["hflip"],
             color_jitter=cfg["color_jitter"] or None, re_prob=0.0, mean=mean, std=std,
             interpolation=cfg["interpolation"])
-        ops = [with_timm_ops(op) if type(op).__name__ == "RandAugment" else op for op in ops]
+        ops = [with_timm_ops(op, cfg["interpolation"]) if type(op).__name__ == "RandAugment" else op for op in ops]
         if cfg["re_prob"] > 0:
             ops.append(RandomErasing(cfg["re_prob"], cfg["re_mode"]))
     else:
