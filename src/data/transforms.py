@@ -183,11 +183,15 @@ def solarize_increasing_level(level, hparams):
     return 256 - solarize_level(level, hparams)[0],
 
 
-def _on_pil(transform):
-    """An op on ``[H, W, 3]`` uint8 arrays from one on PIL images (the geometric ops, as timm runs them)."""
-    def run(image, *args, **kwargs):
-        return np.asarray(transform(Image.fromarray(image), *args, **kwargs))
-    return run
+class _OnPil:
+    """An op on ``[H, W, 3]`` uint8 arrays from one on PIL images (the geometric ops, as timm runs them);
+    a class so that worker processes can unpickle it."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __call__(self, image, *args, **kwargs):
+        return np.asarray(self.transform(Image.fromarray(image), *args, **kwargs))
 
 
 def _affine(image, matrix, fillcolor, resample):
@@ -223,9 +227,9 @@ def equalize(image, **_):
 _TIMM_OPS = {"Posterize": (posterize, None), "PosterizeIncreasing": (posterize, None),
              "PosterizeOriginal": (posterize, None), "Solarize": (solarize, solarize_level),
              "SolarizeIncreasing": (solarize, solarize_increasing_level),
-             "ShearX": (_on_pil(shear_x), None), "ShearY": (_on_pil(shear_y), None),
-             "TranslateXRel": (_on_pil(translate_x_rel), None), "TranslateYRel": (_on_pil(translate_y_rel), None),
-             "Rotate": (_on_pil(rotate), None), "Equalize": (_on_pil(equalize), None)}
+             "ShearX": (_OnPil(shear_x), None), "ShearY": (_OnPil(shear_y), None),
+             "TranslateXRel": (_OnPil(translate_x_rel), None), "TranslateYRel": (_OnPil(translate_y_rel), None),
+             "Rotate": (_OnPil(rotate), None), "Equalize": (_OnPil(equalize), None)}
 _GEOMETRIC = ("ShearX", "ShearY", "TranslateXRel", "TranslateYRel", "Rotate")
 
 
