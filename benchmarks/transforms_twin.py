@@ -170,7 +170,8 @@ def our_train_parameters(cfg):
     """The same values read from our ops (``build_image_transforms`` on file bytes, ``build_mixup``)."""
     from mindspore.dataset import vision
 
-    from src.data.transforms import RandomErasing, build_image_transforms, build_mixup
+    from src.data.random_erasing import RandomErasing
+    from src.data.transforms import build_image_transforms, build_mixup
 
     out = {"crop": None, "hflip": 0.0, "color_jitter": None, "rand_augment": None, "erasing": None}
     for op in build_image_transforms(cfg, True, decode=True):
@@ -271,7 +272,7 @@ def erasing_comparison(timm, cfg, draws, size=(3, 56, 48), seed=0):
     from timm.data.random_erasing import RandomErasing as TimmErasing
     import torch
 
-    from src.data.transforms import RandomErasing
+    from src.data.random_erasing import RandomErasing
 
     ours = RandomErasing(cfg["re_prob"], cfg["re_mode"])
     theirs = TimmErasing(cfg["re_prob"], mode=cfg["re_mode"], max_count=1, device="cpu")

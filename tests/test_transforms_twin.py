@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from benchmarks import transforms_twin as twin
-from src.data.transforms import (RandomErasing, ResizeCenterCrop, build_image_transforms, center_crop_box,
+from src.data.random_erasing import RandomErasing
+from src.data.transforms import (ResizeCenterCrop, build_image_transforms, center_crop_box,
                                  eval_scale_size, resized_size)
 
 RECIPES = twin.RECIPES
