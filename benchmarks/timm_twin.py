@@ -6,9 +6,12 @@ would otherwise compete for the same cores): it prints ``ready <parameters>``, t
 ``forward`` / ``forward_backward`` with the wall and CPU seconds that call took.
 
 PyTorch and timm are test / benchmark dependencies only: the library never imports them. timm imports
-torchvision at module level without using it to build models, and PyPI's torchvision does not import
-beside the pinned CPU torch; ``import_timm`` therefore lets timm import a stand-in that only provides
-names (any real use of it raises).
+torchvision at module level (its models do not use it; its data transforms do). PyPI's torchvision is a
+CUDA build whose C++ ops (``_C.so``: nms, roi_align, ...) cannot load beside the pinned CPU torch, and a
+plain ``import torchvision`` then fails registering their meta kernels ("operator torchvision::nms does not
+exist"). Its transforms are pure Python on PIL images, so ``import_torchvision`` imports it with those two
+registration modules left out; when that fails too (no torchvision at all), ``import_timm`` lets timm import
+a stand-in that only provides names (any real use of it raises).
 """
 import enum
 import importlib
@@ -66,12 +69,43 @@ def _forget_torchvision():
         del sys.modules[name]
 
 
+# torchvision modules that only register the C++ ops' meta / autograd kernels: they fail when _C.so did not load
+_OP_REGISTRATIONS = ("torchvision._meta_registrations", "torchvision._autograd_registrations")
+
+
+def import_torchvision():
+    """The real ``torchvision`` (transforms usable, C++ ops not); ImportError when it is not installed."""
+    try:
+        return importlib.import_module("torchvision")
+    except ImportError:
+        _forget_torchvision()
+        raise
+    except Exception:  # a CUDA build beside the CPU torch: its ops are missing, registering them fails
+        _forget_torchvision()
+    for name in _OP_REGISTRATIONS:
+        sys.modules[name] = types.ModuleType(name)
+    try:
+        return importlib.import_module("torchvision")
+    except Exception as err:
+        _forget_torchvision()
+        raise ImportError(f"torchvision does not import beside this torch: {type(err).__name__}: {err}") from None
+
+
+def has_real_torchvision(timm):
+    """True when ``timm`` was imported with a working torchvision (its transforms can run)."""
+    from timm.data import transforms_factory
+
+    compose = getattr(transforms_factory.transforms, "Compose", TorchvisionStandIn.Unavailable)
+    return not issubclass(compose, TorchvisionStandIn.Unavailable)
+
+
 def import_timm():
     """The ``timm`` module (real torchvision when it imports, else the stand-in); ImportError without timm."""
+    if "timm" in sys.modules:
+        return sys.modules["timm"]
     try:
-        import torchvision  # noqa: F401
-    except Exception:  # absent, or a build that does not match torch
-        _forget_torchvision()
+        import_torchvision()
+    except ImportError:  # absent, or a build that does not import even without its ops
         stand_in = TorchvisionStandIn()
         sys.meta_path.insert(0, stand_in)
         try:

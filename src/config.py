@@ -107,6 +107,8 @@ KEYS = {
     "color_jitter": _k("float", 0.4, "brightness/contrast/saturation jitter (0 = off; unused with auto_augment)"),
     "auto_augment": _k("str", None, "e.g. randaug-m9-mstd0.5-inc1, autoaug, augmix; null = off", nullable=True),
     "re_prob": _k("float", 0.0, "random erasing probability"),
+    "re_mode": _k("str", "pixel", "random erasing fill: pixel (normal noise per pixel, timm's train.py default), "
+                  "rand (one normal value per channel) or const (zeros)", choices=("pixel", "rand", "const")),
     "mixup": _k("float", 0.0, "mixup alpha (0 = off)"),
     "cutmix": _k("float", 0.0, "cutmix alpha (0 = off)"),
     "mixup_prob": _k("float", 1.0, "probability of mixing a batch when mixup or cutmix is on"),

@@ -25,7 +25,7 @@ AUTHORS_DEFAULTS = {
     "nesterov": True, "weight_decay": 2e-5, "scheduler": "cosine", "warmup_epochs": 3, "warmup_lr": 1e-4,
     "decay_epochs": 100, "decay_rate": 0.1, "clip_grad": 0.0, "label_smoothing": 0.1,
     "hflip": 0.5, "scale": [0.08, 1.0], "ratio": [3 / 4, 4 / 3], "color_jitter": 0.4, "auto_augment": None,
-    "re_prob": 0.0, "mixup": 0.0, "cutmix": 0.0, "mixup_prob": 1.0, "mixup_switch_prob": 0.5,
+    "re_prob": 0.0, "re_mode": "pixel", "mixup": 0.0, "cutmix": 0.0, "mixup_prob": 1.0, "mixup_switch_prob": 0.5,
     "interpolation": "random", "crop_pct": 0.875, "ema": False, "ema_decay": 0.9998, "drop_path_rate": 0.0,
     "image_size": 224, "seed": 42,
     "distiller": "ofa", "stages": [1, 2, 3, 4], "eps": [1.0], "temperature": 1.0, "loss_weights": [1.0, 1.0, 1.0],
@@ -92,6 +92,8 @@ def unused_keys(run):
         unused |= {"mixup_prob", "mixup_switch_prob"}
     if run["auto_augment"]:
         unused.add("color_jitter")  # RandAugment replaces colour jitter in timm and here
+    if run["re_prob"] == 0:
+        unused.add("re_mode")
     return unused
 
 
