@@ -223,10 +223,11 @@ def train(cfg, stop):
                 clear_run(cfg.output_dir)
             remove_partial_files(cfg.output_dir)  # left by a kill during a save
             record_run_identity(cfg.output_dir, plan)
+            # the log first: a log that cannot be written ends the run before config.yaml is replaced
+            attach_log_file(os.path.join(cfg.output_dir, "train.log"))
             # overwrite is what this command did, not a property of the run: a reused config.yaml must not
             # silently replace another run
             save_config({**cfg, "overwrite": False}, os.path.join(cfg.output_dir, "config.yaml"))
-            attach_log_file(os.path.join(cfg.output_dir, "train.log"))
         send_compile_reports_to(os.path.join(cfg.output_dir, "graph_reports"))
         log.info("%d steps per epoch, %d epochs, %d trainable student+branch parameters; %s",
                  trainer.steps_per_epoch, cfg.epochs, sum(p.size for p in trainer.step.weights),
