@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from src.files import remove_partial_files, write_json_atomic
+from src.files import WriteError, remove_partial_files, write_json_atomic
 
 RESUME_FILE = "resume.ckpt"
 RUN_ID_FILE = "run.json"
@@ -213,7 +213,7 @@ def _open_lock(path, flags):
     except OSError as err:
         if err.errno == errno.ELOOP:
             raise ValueError(f"{path} is a symbolic link; a run's files are never followed: remove the link") from None
-        raise
+        raise WriteError(path, err) from None  # a full disk, a read-only folder: one line naming the file
 
 
 def check_not_in_use(out_dir):
