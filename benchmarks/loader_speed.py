@@ -18,7 +18,6 @@ the median images/s, images/s per worker and images per CPU-second of this proce
 not included) of each (way, setting) and the machine's load; the last line printed
 is ``ours_over_imagefolder=<float>``: the smallest ratio of ours to the baseline over the settings.
 """
-import argparse
 import os
 import statistics
 import sys
@@ -28,7 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import src  # noqa: E402,F401  first: caps oneDNN at AVX2 before MindSpore loads
-from src.cli import int_range  # noqa: E402
+from src.cli import OneLineParser, int_range  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -43,7 +42,7 @@ SETTINGS = {"1": (1, False), "2": (2, False), "2mp": (2, True)}
 
 
 def build_arg_parser():
-    p = argparse.ArgumentParser(description="Time our image-folder loader against MindSpore's ImageFolderDataset.")
+    p = OneLineParser(description="Time our image-folder loader against MindSpore's ImageFolderDataset.")
     p.add_argument("--images", type=int_range(1), default=200, help="train images written (spread over the classes)")
     p.add_argument("--width", type=int_range(1), default=500)
     p.add_argument("--height", type=int_range(1), default=375)

@@ -23,7 +23,6 @@ last, per step, wall and process CPU time) next to the bare step's median wall a
 is the fairer figure when other jobs share the machine. The last line printed is
 ``loop_overhead=<fraction>`` (1 - epoch images/s / bare step images/s, medians over the rounds).
 """
-import argparse
 import json
 import os
 import statistics
@@ -34,11 +33,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import src  # noqa: E402,F401  first: caps oneDNN at AVX2 before MindSpore loads
-from src.cli import int_range  # noqa: E402
+from src.cli import OneLineParser, int_range  # noqa: E402
 
 
 def build_arg_parser():
-    p = argparse.ArgumentParser(description="train.py's epoch images/s vs the bare step's, alternated in one process.")
+    p = OneLineParser(description="train.py's epoch images/s vs the bare step's, alternated in one process.")
     p.add_argument("--teacher", default="resnet10")
     p.add_argument("--student", default="vit_p4_pico")
     p.add_argument("--distiller", default="ofa")

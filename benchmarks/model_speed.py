@@ -13,7 +13,6 @@ two are timed in turns (one call of each per round) so that other jobs on the ma
 rounds (what a change to the model code gained, measured under the same load).
 The last line printed is ``forward_s=<ours> forward_backward_s=<ours>``.
 """
-import argparse
 import importlib
 import importlib.util
 import json
@@ -28,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import src  # noqa: E402,F401  first: caps oneDNN at AVX2 before MindSpore loads (100x slower convs otherwise)
-from src.cli import int_range  # noqa: E402
+from src.cli import OneLineParser, int_range  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -46,7 +45,7 @@ CLOSE_TIMEOUT_S = 60  # seconds the timm worker gets to exit once its input is c
 
 
 def build_arg_parser():
-    p = argparse.ArgumentParser(prog="python -m benchmarks model",
+    p = OneLineParser(prog="python -m benchmarks model",
                                 description="Time one registry model's forward and forward+backward "
                                             "(ours compiled, and timm's twin when installed).")
     p.add_argument("--model", required=True, help=f"registered model name ({', '.join(list_models())})")
@@ -55,9 +54,9 @@ def build_arg_parser():
     p.add_argument("--num-classes", type=int_range(1), default=1000)
     p.add_argument("--in-channels", type=int, default=None, choices=(1, 3),
                    help="image channels (default: the model's default, 3)")
-    p.add_argument("--repeats", type=int_range(1), default=5, help="timed calls per pass (the median is reported)")
-    p.add_argument("--warmup", type=int_range(1), default=2, help="untimed calls first (the first one compiles)")
-    p.add_argument("--threads", type=int_range(1), default=2, help="kernel threads of MindSpore and of PyTorch")
+    p.add_argument("--repeats", type=int, default=5, help="timed calls per pass (the median is reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls first (the first one compiles)")
+    p.add_argument("--threads", type=int, default=2, help="kernel threads of MindSpore and of PyTorch")
     p.add_argument("--passes", nargs="+", default=list(PASSES), choices=PASSES)
     p.add_argument("--branch", type=int, default=None, choices=(1, 2, 3, 4),
                    help="time the model's OFA exit branch of this stage instead (on random stage features; "

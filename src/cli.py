@@ -35,6 +35,13 @@ def exit_quietly(code):
     os._exit(code)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line, ``error: argument --x: ...`` (exit 2), without the usage."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message}\n")
+
+
 def int_range(low, high=None):
     """An argparse ``type``: an integer in ``[low, high]`` (no upper bound when ``high`` is None); argparse's
     error then names the flag, e.g. "argument --teacher-batch: must be an integer >= 1, got 0"."""
