@@ -22,7 +22,7 @@ import traceback
 
 from src.cli import exit_quietly, runtime_error_message, send_compile_reports_to
 from src.config import build_arg_parser, config_from_args, save_config
-from src.logs import attach_log_file, log_file_only, setup_logging
+from src.logs import attach_log_file, check_log_file, log_file_only, setup_logging
 
 log = logging.getLogger("train")
 
@@ -31,6 +31,7 @@ EXAMPLES = """examples:
   python train.py --config configs/fashion_mnist/ofa_vit_from_resnet10.yaml lr=1e-3 save_every_steps=200
   python train.py --config outputs/fashion_mnist/ofa_vit_p4_pico/config.yaml resume=auto epochs=5"""
 SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+_LOCK = {"held": None}  # the run's lock on its output folder, released on every way out
 
 
 class StopRequest:
@@ -58,6 +59,8 @@ class StopRequest:
                 continue
             _fail(f"stopped at once ({SIGNAL_NAMES[signum]} twice); the last saved resume point, if any, is intact",
                   0)
+            if _LOCK["held"] is not None:
+                _LOCK["held"].release()
             exit_quietly(128 + signum)  # partial files of an interrupted save are removed by the next run
 
     def __call__(self):
@@ -101,6 +104,7 @@ class Progress:
     def __call__(self, kind, info):
         if not self.is_main:
             return
+        check_log_file()  # a log that can no longer be written ends the run here, in one line
         if kind == "tick":
             self._tick(info)
         elif kind == "step":
@@ -172,15 +176,27 @@ def main(argv=None):
 
 def train(cfg, stop):
     """Run (or continue) the training run of ``cfg``; returns the exit code."""
-    from src.engine.builders import setup_context
-    from src.engine.run_dir import clear_run, plan_run
-    from src.engine.trainer import RunInterrupted, Trainer, read_resume_point
+    from src.engine.builders import launched_distributed, setup_context
+    from src.engine.run_dir import (RunLock, check_not_in_use, clear_run, plan_run, record_run_identity,
+                                    stale_lock_note)
+    from src.engine.trainer import RunInterrupted, Trainer, read_resume_info
     from src.files import remove_partial_files
 
+    lock = None
     try:
-        plan = plan_run(cfg.output_dir, cfg.resume, cfg.overwrite)
+        distributed = bool(cfg.distribute or launched_distributed())
+        if not distributed:  # another process training into this folder: refused before anything is built
+            check_not_in_use(cfg.output_dir)
+        infos = {}
+
+        def state_run_id(path):
+            infos.setdefault(path, read_resume_info(path))
+            return infos[path]["run_id"]
+
+        plan = plan_run(cfg.output_dir, cfg.resume, cfg.overwrite, state_run_id)
         if plan.resume_path:
-            epoch, step, best = read_resume_point(plan.resume_path)
+            state_run_id(plan.resume_path)
+            epoch, step, best = (infos[plan.resume_path][k] for k in ("epoch", "step", "best_top1"))
             if epoch == cfg.epochs and step == 0:
                 print(f"the run in {cfg.output_dir} is finished ({epoch} of {epoch} epochs, best val top-1 "
                       f"{best:.2f}); nothing to do. To train it longer: resume=auto epochs=N (N > {epoch})",
@@ -191,6 +207,8 @@ def train(cfg, stop):
         requested_device = cfg.device_target
         rank, group_size = setup_context(cfg, distributed=cfg.distribute or None)
         is_main = rank == 0
+        if distributed and is_main:  # (the other ranks would find rank 0's lock once it holds it)
+            check_not_in_use(cfg.output_dir)
         setup_logging(None, rank)  # the log file is attached once everything below has been checked
         for note in plan.notes:
             log.info(note)
@@ -204,22 +222,31 @@ def train(cfg, stop):
             log.warning("distiller %s on %d CPU workers: every worker also runs the teacher, and workers on one "
                         "machine share its cores; there one worker, or a teacher_cache, is usually faster",
                         cfg.distiller, group_size)
-        trainer = Trainer(cfg, rank, group_size, on_event=Progress(is_main), should_stop=stop)
+        trainer = Trainer(cfg, rank, group_size, on_event=Progress(is_main), should_stop=stop, run_id=plan.run_id)
         if stop():
             return _fail("interrupted before training started; nothing was written", stop.exit_code)
         if is_main:  # the run owns output_dir from here on
+            lock = _LOCK["held"] = RunLock.acquire(cfg.output_dir, "train.py")
+            if lock.stale:
+                log.warning(stale_lock_note(lock.path, lock.stale))
             if plan.clear:
                 clear_run(cfg.output_dir)
             remove_partial_files(cfg.output_dir)  # left by a kill during a save
+            record_run_identity(cfg.output_dir, plan)
+            # the log first: a log that cannot be written ends the run before config.yaml is replaced
+            attach_log_file(os.path.join(cfg.output_dir, "train.log"))
             # overwrite is what this command did, not a property of the run: a reused config.yaml must not
             # silently replace another run
             save_config({**cfg, "overwrite": False}, os.path.join(cfg.output_dir, "config.yaml"))
-            attach_log_file(os.path.join(cfg.output_dir, "train.log"))
         send_compile_reports_to(os.path.join(cfg.output_dir, "graph_reports"))
         log.info("%d steps per epoch, %d epochs, %d trainable student+branch parameters; %s",
                  trainer.steps_per_epoch, cfg.epochs, sum(p.size for p in trainer.step.weights),
                  trainer.precision.describe())
         trainer.fit()
+        if is_main:
+            log.info("done: best val top1 %.2f; checkpoints and metrics.json in %s", trainer.best["top1"],
+                     cfg.output_dir)
+        check_log_file()
     except RunInterrupted as exc:
         what = SIGNAL_NAMES.get(stop.signum, "stop request")
         if exc.saved:
@@ -235,9 +262,9 @@ def train(cfg, stop):
     except Exception as exc:  # a bug: keep the traceback, and still end the log with the cause
         traceback.print_exc()
         return _fail(f"{type(exc).__name__}: {exc}".splitlines()[0], 1)
-    if is_main:
-        log.info("done: best val top1 %.2f; checkpoints and metrics.json in %s", trainer.best["top1"],
-                 cfg.output_dir)
+    finally:
+        if lock is not None:
+            lock.release()
     return 0
 
 

@@ -18,7 +18,6 @@ the median images/s, images/s per worker and images per CPU-second of this proce
 not included) of each (way, setting) and the machine's load; the last line printed
 is ``ours_over_imagefolder=<float>``: the smallest ratio of ours to the baseline over the settings.
 """
-import argparse
 import os
 import statistics
 import sys
@@ -28,6 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import src  # noqa: E402,F401  first: caps oneDNN at AVX2 before MindSpore loads
+from src.cli import OneLineParser, int_range  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -42,14 +42,14 @@ SETTINGS = {"1": (1, False), "2": (2, False), "2mp": (2, True)}
 
 
 def build_arg_parser():
-    p = argparse.ArgumentParser(description="Time our image-folder loader against MindSpore's ImageFolderDataset.")
-    p.add_argument("--images", type=int, default=200, help="train images written (spread over the classes)")
-    p.add_argument("--width", type=int, default=500)
-    p.add_argument("--height", type=int, default=375)
-    p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--rounds", type=int, default=5, help="epochs timed per (way, setting), alternating")
+    p = OneLineParser(description="Time our image-folder loader against MindSpore's ImageFolderDataset.")
+    p.add_argument("--images", type=int_range(1), default=200, help="train images written (spread over the classes)")
+    p.add_argument("--width", type=int_range(1), default=500)
+    p.add_argument("--height", type=int_range(1), default=375)
+    p.add_argument("--classes", type=int_range(1), default=10)
+    p.add_argument("--image-size", type=int_range(1), default=224)
+    p.add_argument("--batch-size", type=int_range(1), default=16)
+    p.add_argument("--rounds", type=int_range(1), default=5, help="epochs timed per (way, setting), alternating")
     p.add_argument("--split", default="train", choices=("train", "val"), help="training or evaluation transforms")
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=tuple(SETTINGS),
                    help="workers: 1, 2, or 2 with python_multiprocessing (2mp)")
@@ -57,7 +57,7 @@ def build_arg_parser():
     p.add_argument("--config", default=DEFAULT_RECIPE, metavar="YAML", help="recipe whose transforms are used")
     p.add_argument("--data", default=None, help="use this image folder (root/train, root/val) instead of writing one")
     p.add_argument("--json", default=None, help="write the results here")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_range(0), default=0)
     return p
 
 

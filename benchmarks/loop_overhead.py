@@ -23,7 +23,6 @@ last, per step, wall and process CPU time) next to the bare step's median wall a
 is the fairer figure when other jobs share the machine. The last line printed is
 ``loop_overhead=<fraction>`` (1 - epoch images/s / bare step images/s, medians over the rounds).
 """
-import argparse
 import json
 import os
 import statistics
@@ -34,19 +33,20 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import src  # noqa: E402,F401  first: caps oneDNN at AVX2 before MindSpore loads
+from src.cli import OneLineParser, int_range  # noqa: E402
 
 
 def build_arg_parser():
-    p = argparse.ArgumentParser(description="train.py's epoch images/s vs the bare step's, alternated in one process.")
+    p = OneLineParser(description="train.py's epoch images/s vs the bare step's, alternated in one process.")
     p.add_argument("--teacher", default="resnet10")
     p.add_argument("--student", default="vit_p4_pico")
     p.add_argument("--distiller", default="ofa")
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--num-classes", type=int, default=10)
-    p.add_argument("--steps", type=int, default=10, help="steps per epoch (the fake split holds steps x batch images)")
-    p.add_argument("--rounds", type=int, default=3, help="timed rounds (epoch, then bare steps) after a warm-up round")
-    p.add_argument("--log-interval", type=int, default=5)
+    p.add_argument("--image-size", type=int_range(1), default=32)
+    p.add_argument("--batch-size", type=int_range(1), default=128)
+    p.add_argument("--num-classes", type=int_range(1), default=10)
+    p.add_argument("--steps", type=int_range(1), default=10, help="steps per epoch (the fake split holds steps x batch images)")
+    p.add_argument("--rounds", type=int_range(1), default=3, help="timed rounds (epoch, then bare steps) after a warm-up round")
+    p.add_argument("--log-interval", type=int_range(1), default=5)
     p.add_argument("--opt", default="adamw", choices=("sgd", "adamw"))
     p.add_argument("--json", default=None, help="write the results here")
     return p

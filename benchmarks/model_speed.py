@@ -13,7 +13,6 @@ two are timed in turns (one call of each per round) so that other jobs on the ma
 rounds (what a change to the model code gained, measured under the same load).
 The last line printed is ``forward_s=<ours> forward_backward_s=<ours>``.
 """
-import argparse
 import importlib
 import importlib.util
 import json
@@ -28,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import src  # noqa: E402,F401  first: caps oneDNN at AVX2 before MindSpore loads (100x slower convs otherwise)
+from src.cli import OneLineParser, int_range  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -45,13 +45,13 @@ CLOSE_TIMEOUT_S = 60  # seconds the timm worker gets to exit once its input is c
 
 
 def build_arg_parser():
-    p = argparse.ArgumentParser(prog="python -m benchmarks model",
+    p = OneLineParser(prog="python -m benchmarks model",
                                 description="Time one registry model's forward and forward+backward "
                                             "(ours compiled, and timm's twin when installed).")
     p.add_argument("--model", required=True, help=f"registered model name ({', '.join(list_models())})")
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--image-size", type=int_range(1), default=224)
+    p.add_argument("--batch-size", type=int_range(1), default=16)
+    p.add_argument("--num-classes", type=int_range(1), default=1000)
     p.add_argument("--in-channels", type=int, default=None, choices=(1, 3),
                    help="image channels (default: the model's default, 3)")
     p.add_argument("--repeats", type=int, default=5, help="timed calls per pass (the median is reported)")
@@ -66,11 +66,11 @@ def build_arg_parser():
                    help="also time the same model built by another checkout of this repository (its src/models), "
                         "in turns with ours: what a change gained")
     p.add_argument("--profile", action="store_true", help="also profile our passes per op (MindSpore profiler)")
-    p.add_argument("--profile-calls", type=int, default=2, help="calls recorded per profiled pass")
+    p.add_argument("--profile-calls", type=int_range(1), default=2, help="calls recorded per profiled pass")
     p.add_argument("--profile-dir", default=None,
                    help="keep the profiler's raw output here (one folder per pass; default: removed)")
     p.add_argument("--json", default=None, help="write the full result here")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_range(0), default=0)
     return p
 
 

@@ -16,7 +16,6 @@ check and the config. ``--profile`` adds the time of the step's parts, each comp
 graph; ``--data DIR`` also reads a real image folder through the training transforms of src/data
 and reports the loader's images/s alone and fed to the step.
 """
-import argparse
 import os
 import resource
 import statistics
@@ -26,6 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import src  # noqa: E402,F401  first: caps oneDNN at AVX2 before MindSpore loads (100x slower convs otherwise)
+from src.cli import OneLineParser, float_range, int_range  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -51,21 +51,21 @@ STEP_NAMES = tuple(DISTILLERS) + tuple(d + CACHED for d in DISTILLERS if d != "n
 
 
 def build_arg_parser():
-    p = argparse.ArgumentParser(description="Time full OFA-KD training steps on random data.")
+    p = OneLineParser(description="Time full OFA-KD training steps on random data.")
     p.add_argument("--teacher", default="deit_tiny", help="teacher model name")
     p.add_argument("--student", default="resnet18", help="student model name")
     p.add_argument("--distiller", default="ofa", choices=tuple(DISTILLERS), help="distillation method")
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--num-classes", type=int, default=100)
+    p.add_argument("--image-size", type=int_range(1), default=224)
+    p.add_argument("--batch-size", type=int_range(1), default=16)
+    p.add_argument("--num-classes", type=int_range(1), default=100)
     p.add_argument("--steps", type=int, default=10, help="timed steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (the first compiles)")
     p.add_argument("--mode", default="graph", choices=MODES)
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--data", default=None,
                    help="image folder root (with train/<class>/*.jpg): also time the loader alone and fed to the step")
-    p.add_argument("--data-batches", type=int, default=10, help="batches read when timing --data")
-    p.add_argument("--workers", type=int, default=2, help="loader workers for --data")
+    p.add_argument("--data-batches", type=int_range(1), default=10, help="batches read when timing --data")
+    p.add_argument("--workers", type=int_range(1), default=2, help="loader workers for --data")
     p.add_argument("--opt", default="auto", choices=("auto", "sgd", "adamw"),
                    help="optimizer; auto = the recipe's (sgd for CNN students, adamw otherwise)")
     p.add_argument("--config", default=None, metavar="YAML",
@@ -74,18 +74,18 @@ def build_arg_parser():
     p.add_argument("--teacher-cache", action="store_true",
                    help="feed the step the teacher's logits (as train.py does with teacher_cache) instead of "
                         "running the teacher")
-    p.add_argument("--drop-path", type=float, default=0.0, help="student stochastic depth rate")
-    p.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3, 4], help="OFA branch stages")
-    p.add_argument("--eps", type=float, default=1.5, help="OFA exponent")
-    p.add_argument("--clip-grad", type=float, default=0.0, help="global-norm clipping (0 = off)")
-    p.add_argument("--ema", type=float, default=0.0, help="student EMA decay (0 = off)")
+    p.add_argument("--drop-path", type=float_range(0, 1, high_open=True), default=0.0, help="student stochastic depth rate")
+    p.add_argument("--stages", type=int_range(1, 4), nargs="+", default=[1, 2, 3, 4], help="OFA branch stages")
+    p.add_argument("--eps", type=float_range(0, low_open=True), default=1.5, help="OFA exponent")
+    p.add_argument("--clip-grad", type=float_range(0), default=0.0, help="global-norm clipping (0 = off)")
+    p.add_argument("--ema", type=float_range(0, 1, high_open=True), default=0.0, help="student EMA decay (0 = off)")
     p.add_argument("--profile", action="store_true",
                    help="also time teacher forward, student fwd / fwd+bwd, distiller fwd / fwd+bwd separately")
     p.add_argument("--compare", nargs="+", default=[], choices=STEP_NAMES, metavar="DISTILLER",
                    help="also build these distillers for the same pair and time all steps round-robin "
                         "(fair ratios on a loaded machine), e.g. --compare kd none; NAME-cache = the step fed "
                         "cached teacher logits, e.g. --distiller ofa --compare ofa-cache")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_range(0), default=0)
     return p
 
 

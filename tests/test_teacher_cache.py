@@ -595,3 +595,77 @@ def test_tool_and_train_refusals_are_one_line_errors(work, tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("error: teacher_cache ")
     assert "image_size is 16 in the cache but 32 in this run" in proc.stderr
     assert not os.path.exists(os.path.join(tmp_path, "run", "last.ckpt"))
+
+
+# ----------------------------------------------------------------------------- checksums and untrusted manifests
+
+def _copy_cache(work, tmp_path, name):
+    path = str(tmp_path / name)
+    shutil.copytree(work["cache"], path)
+    with open(os.path.join(path, MANIFEST)) as f:
+        return path, json.load(f)
+
+
+def _write_manifest(path, manifest):
+    with open(os.path.join(path, MANIFEST), "w") as f:
+        json.dump(manifest, f)
+
+
+def test_flipped_bytes_in_logits_are_refused_naming_the_file(work, tmp_path, caplog):
+    from src.files import file_sha256
+
+    cache, manifest = _copy_cache(work, tmp_path, "flipped")
+    part = manifest["parts"][0]
+    assert set(part["sha256"]) == set(manifest["arrays"])  # every array of every part has its checksum
+    assert part["sha256"]["logits"] == file_sha256(os.path.join(cache, part["files"]["logits"]))
+    open_teacher_cache(cache)  # intact: opens
+    logits = os.path.join(cache, part["files"]["logits"])
+    data = bytearray(open(logits, "rb").read())
+    for at in (200, 1000, len(data) - 3):  # three logits changed, the shape and size as they were
+        data[at] ^= 0x40
+    with open(logits, "wb") as f:
+        f.write(bytes(data))
+    message = _refused(work, tmp_path, lambda: open_teacher_cache(cache),
+                       f"{part['files']['logits']} does not match the SHA-256 in its manifest.json")
+    assert cache in message and "tools/cache_teacher.py" in message
+    # a cache made before the checksums opens, with a warning that says how to have them
+    old, manifest = _copy_cache(work, tmp_path, "old")
+    for part in manifest["parts"]:
+        del part["sha256"]
+    _write_manifest(old, manifest)
+    with caplog.at_level("WARNING"):
+        open_teacher_cache(old)
+    assert f"teacher_cache {old} records no checksums" in caplog.text and "tools/cache_teacher.py" in caplog.text
+
+
+def test_a_manifest_naming_arrays_outside_the_cache_is_refused(work, tmp_path):
+    outside = tmp_path / "outside.npy"
+    np.save(str(outside), np.zeros(3, np.float32))
+    for name, path in (("absolute", str(outside)), ("dotdot", "../outside.npy"), ("nested", "sub/logits.npy")):
+        cache, manifest = _copy_cache(work, tmp_path, name)
+        manifest["parts"][0]["files"]["logits"] = path
+        _write_manifest(cache, manifest)
+        _refused(work, tmp_path, lambda: open_teacher_cache(cache),
+                 f"names the logits file '{path}', not a file name inside the cache folder")
+
+
+def test_view_boxes_outside_the_image_are_named_with_the_cache_and_file(work, tmp_path):
+    from src.data import pipeline_error_message
+    from src.files import file_sha256
+
+    cache, manifest = _copy_cache(work, tmp_path, "boxes")
+    views_file = manifest["parts"][0]["files"]["views"]
+    views = np.load(os.path.join(cache, views_file), mmap_mode="r+")
+    views[:, 0] = 20  # every box's top at row 20 of a 28-pixel image
+    views[:, 2] = 20
+    views.flush()
+    del views
+    manifest["parts"][0]["sha256"]["views"] = file_sha256(os.path.join(cache, views_file))  # a consistent cache
+    _write_manifest(cache, manifest)
+    pipeline = create_dataset(config(work, f"teacher_cache={cache}"), "train")
+    with pytest.raises(RuntimeError) as err:
+        for _ in pipeline.create_tuple_iterator(num_epochs=1):
+            pass
+    message = pipeline_error_message(err.value)
+    assert f"teacher_cache {cache}: {views_file} gives image" in message, message
+    assert "top 20" in message and "outside its 28x28 pixels" in message

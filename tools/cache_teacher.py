@@ -20,7 +20,7 @@ import src  # noqa: E402,F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore runs an
 import logging  # noqa: E402
 import time  # noqa: E402
 
-from src.cli import exit_quietly  # noqa: E402
+from src.cli import exit_quietly, int_range  # noqa: E402
 from src.config import build_arg_parser, config_from_args  # noqa: E402
 from src.logs import setup_logging  # noqa: E402
 
@@ -77,14 +77,14 @@ def main(argv=None):
     parser = build_arg_parser("Run the frozen teacher once over K views of every training image and cache its "
                               "outputs (train from them with teacher_cache: DIR).")
     parser.add_argument("--out", default=None, metavar="DIR", help="cache folder to create (default: teacher_cache)")
-    parser.add_argument("--views", type=int, required=True, metavar="K", help="augmentation views per image")
+    parser.add_argument("--views", type=int_range(1), required=True, metavar="K", help="augmentation views per image")
     parser.add_argument("--dtype", default="float16", choices=("float16", "float32"),
                         help="storage of logits and features (float32 for exactness checks)")
-    parser.add_argument("--topk", type=int, default=0, metavar="N",
+    parser.add_argument("--topk", type=int_range(0), default=0, metavar="N",
                         help="keep the N most likely classes, the rest of the mass spread evenly (0 = full logits)")
     parser.add_argument("--features", action="store_true",
                         help="also store the teacher's pooled final feature (for feature-based distillers)")
-    parser.add_argument("--teacher-batch", type=int, default=None, metavar="B",
+    parser.add_argument("--teacher-batch", type=int_range(1), default=None, metavar="B",
                         help="images per teacher forward (default: the config's batch_size)")
     try:
         args, cfg = config_from_args(sys.argv[1:] if argv is None else argv, parser)

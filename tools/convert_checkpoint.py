@@ -16,7 +16,7 @@ import src  # noqa: E402,F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore runs an
 import argparse  # noqa: E402
 from collections import Counter  # noqa: E402
 
-from src.cli import exit_quietly  # noqa: E402
+from src.cli import exit_quietly, int_range  # noqa: E402
 
 
 def build_parser():
@@ -26,12 +26,12 @@ def build_parser():
     parser.add_argument("--src", required=True, help="PyTorch checkpoint: .pth / .pt / .bin (needs torch) or "
                                                      ".safetensors")
     parser.add_argument("--dst", required=True, help="MindSpore checkpoint to write (.ckpt)")
-    parser.add_argument("--num-classes", type=int, default=None,
+    parser.add_argument("--num-classes", type=int_range(1), default=None,
                         help="classes of the model (default: those of the checkpoint's head)")
     parser.add_argument("--drop-head", action="store_true",
                         help="leave the classifier randomly initialised instead of converting it "
                              "(e.g. a 1000-class ImageNet head into a 100-class model)")
-    parser.add_argument("--image-size", type=int, default=224,
+    parser.add_argument("--image-size", type=int_range(1), default=224,
                         help="input size of the converted model (default 224); a ViT / DeiT position embedding "
                              "trained at another size is resampled (bicubic, as timm); Swin / BEiT relative-"
                              "position tables and Mixer / ResMLP token mixing must come from this size")

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 
+from src.cli import int_range
 from src.files import file_sha256, write_json_atomic
 from tools.study import METHOD_TITLES, ROOT, cached_record, log, method_overrides, train_run
 
@@ -50,18 +51,18 @@ def parse_args(argv):
                    help="Fashion-MNIST IDX files (Debian package dataset-fashion-mnist)")
     p.add_argument("--work-dir", default="outputs/fashion_mnist_demo",
                    help="runs, cache, curves.png, student_ofa.mindir and results.json (git-ignored)")
-    p.add_argument("--teacher-epochs", type=int, default=None, help="teacher epochs (default: demo_teacher.yaml)")
-    p.add_argument("--teacher-subset", type=int, default=None,
+    p.add_argument("--teacher-epochs", type=int_range(1), default=None, help="teacher epochs (default: demo_teacher.yaml)")
+    p.add_argument("--teacher-subset", type=int_range(0), default=None,
                    help="teacher training images, class-balanced (default: demo_teacher.yaml; 0 = all 60k)")
-    p.add_argument("--epochs", type=int, default=None, help="student epochs (default: demo_student.yaml)")
-    p.add_argument("--subset", type=int, default=None,
+    p.add_argument("--epochs", type=int_range(1), default=None, help="student epochs (default: demo_student.yaml)")
+    p.add_argument("--subset", type=int_range(1), default=None,
                    help="student training images, class-balanced (default: demo_student.yaml)")
-    p.add_argument("--views", type=int, default=None,
+    p.add_argument("--views", type=int_range(1), default=None,
                    help="cached teacher views per image (default: the student epochs, so no view repeats)")
-    p.add_argument("--image-size", type=int, default=None, help="input size of every model (default: the configs')")
-    p.add_argument("--batch-size", type=int, default=None, help="student batch size (default: demo_student.yaml)")
-    p.add_argument("--teacher-batch-size", type=int, default=None, help="teacher batch size (default: demo_teacher.yaml)")
-    p.add_argument("--val-subset", type=int, default=0,
+    p.add_argument("--image-size", type=int_range(1), default=None, help="input size of every model (default: the configs')")
+    p.add_argument("--batch-size", type=int_range(1), default=None, help="student batch size (default: demo_student.yaml)")
+    p.add_argument("--teacher-batch-size", type=int_range(1), default=None, help="teacher batch size (default: demo_teacher.yaml)")
+    p.add_argument("--val-subset", type=int_range(0), default=0,
                    help="test images to evaluate on (default 0: the full 10k test split)")
     args = p.parse_args(argv)
     for name in ("teacher_epochs", "epochs", "subset", "views", "image_size", "batch_size", "teacher_batch_size"):

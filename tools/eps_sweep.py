@@ -21,6 +21,7 @@ import shlex
 import sys
 import time
 
+from src.cli import float_range, int_range
 from tools import study
 from tools.study import log
 
@@ -38,19 +39,19 @@ def parse_args(argv):
                    help="teacher, cache, subset data and one folder per run (git-ignored)")
     p.add_argument("--teacher", default="resnet10")
     p.add_argument("--student", default="vit_p4_pico")
-    p.add_argument("--eps", type=float, nargs="+", default=list(DEFAULT_EPS), help="OFA eps values")
-    p.add_argument("--w-ofa", type=float, nargs="+", default=list(DEFAULT_W_OFA), help="OFA branch weights")
-    p.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3, 4], help="student stages with OFA branches")
-    p.add_argument("--seeds", type=int, default=3, help="student seeds per cell")
-    p.add_argument("--epochs", type=int, default=None, help="student epochs (default: the student recipe's); "
+    p.add_argument("--eps", type=float_range(0, low_open=True), nargs="+", default=list(DEFAULT_EPS), help="OFA eps values")
+    p.add_argument("--w-ofa", type=float_range(0), nargs="+", default=list(DEFAULT_W_OFA), help="OFA branch weights")
+    p.add_argument("--stages", type=int_range(1, 4), nargs="+", default=[1, 2, 3, 4], help="student stages with OFA branches")
+    p.add_argument("--seeds", type=int_range(1), default=3, help="student seeds per cell")
+    p.add_argument("--epochs", type=int_range(1), default=None, help="student epochs (default: the student recipe's); "
                    "also the cache's views per image")
-    p.add_argument("--subset", type=int, default=10000, help="class-balanced student training subset size")
-    p.add_argument("--subset-seed", type=int, default=0)
-    p.add_argument("--teacher-epochs", type=int, default=None, help="teacher epochs (default: the teacher recipe's)")
-    p.add_argument("--teacher-subset", type=int, default=0, help="teacher training images (0 = the full split)")
-    p.add_argument("--val-subset", type=int, default=0, help="test images to evaluate on (0 = the full 10k split)")
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--subset", type=int_range(1), default=10000, help="class-balanced student training subset size")
+    p.add_argument("--subset-seed", type=int_range(0), default=0)
+    p.add_argument("--teacher-epochs", type=int_range(1), default=None, help="teacher epochs (default: the teacher recipe's)")
+    p.add_argument("--teacher-subset", type=int_range(0), default=0, help="teacher training images (0 = the full split)")
+    p.add_argument("--val-subset", type=int_range(0), default=0, help="test images to evaluate on (0 = the full 10k split)")
+    p.add_argument("--image-size", type=int_range(1), default=None)
+    p.add_argument("--batch-size", type=int_range(1), default=None)
     p.add_argument("--time-teacher", action="store_true",
                    help="measure one teacher forward per training batch, to estimate the sweep's cost without cache")
     p.add_argument("--quick", action="store_true", help="smoke test: 1 epoch, batch 32, small subsets")

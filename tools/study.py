@@ -36,6 +36,7 @@ import time
 
 import numpy as np
 
+from src.cli import float_range, int_range
 from src.files import write_bytes_atomic, write_json_atomic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,17 +78,17 @@ def parse_args(argv):
                    help="Fashion-MNIST IDX files (Debian package dataset-fashion-mnist)")
     p.add_argument("--work-dir", default="outputs/fashion_mnist_study",
                    help="checkpoints, per-run records and the subset data (git-ignored)")
-    p.add_argument("--seeds", type=int, default=3, help="student seeds per pair and method")
-    p.add_argument("--epochs", type=int, default=None, help="student epochs (default: the student recipe's)")
-    p.add_argument("--teacher-epochs", type=int, default=None, help="teacher epochs (default: the teacher recipe's)")
-    p.add_argument("--vit-teacher-epochs", type=int, default=5,
+    p.add_argument("--seeds", type=int_range(1), default=3, help="student seeds per pair and method")
+    p.add_argument("--epochs", type=int_range(1), default=None, help="student epochs (default: the student recipe's)")
+    p.add_argument("--teacher-epochs", type=int_range(1), default=None, help="teacher epochs (default: the teacher recipe's)")
+    p.add_argument("--vit-teacher-epochs", type=int_range(1), default=5,
                    help="epochs of the ViT teacher (a 2-epoch ViT is weaker than a ResNet student trained alone)")
-    p.add_argument("--subset", type=int, default=10000, help="class-balanced student training subset size")
-    p.add_argument("--subset-seed", type=int, default=0, help="seed of the subset draw (fixed for every run)")
-    p.add_argument("--teacher-subset", type=int, default=0, help="teacher training images (0 = the full split)")
-    p.add_argument("--val-subset", type=int, default=0, help="test images to evaluate on (0 = the full 10k split)")
-    p.add_argument("--image-size", type=int, default=None, help="input size (default: the recipes')")
-    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: the recipes')")
+    p.add_argument("--subset", type=int_range(1), default=10000, help="class-balanced student training subset size")
+    p.add_argument("--subset-seed", type=int_range(0), default=0, help="seed of the subset draw (fixed for every run)")
+    p.add_argument("--teacher-subset", type=int_range(0), default=0, help="teacher training images (0 = the full split)")
+    p.add_argument("--val-subset", type=int_range(0), default=0, help="test images to evaluate on (0 = the full 10k split)")
+    p.add_argument("--image-size", type=int_range(1), default=None, help="input size (default: the recipes')")
+    p.add_argument("--batch-size", type=int_range(1), default=None, help="batch size (default: the recipes')")
     p.add_argument("--pairs", default=",".join(PAIRS), help=f"comma list from {','.join(PAIRS)}")
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma list from {','.join(METHODS)}")
     p.add_argument("--cnn-teacher", default="resnet10")
@@ -95,15 +96,15 @@ def parse_args(argv):
     p.add_argument("--cnn-student", default="resnet10")
     p.add_argument("--vit-student", default="vit_p4_pico")
     p.add_argument("--mlp-student", default="resmlp_p4_pico")
-    p.add_argument("--eps", type=float, nargs="+", default=[1.0], help="OFA eps (one value or one per stage + 1)")
-    p.add_argument("--w-ofa", type=float, default=1.0, help="weight of the OFA branch terms")
-    p.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3, 4], help="student stages with OFA branches")
+    p.add_argument("--eps", type=float_range(0, low_open=True), nargs="+", default=[1.0], help="OFA eps (one value or one per stage + 1)")
+    p.add_argument("--w-ofa", type=float_range(0), default=1.0, help="weight of the OFA branch terms")
+    p.add_argument("--stages", type=int_range(1, 4), nargs="+", default=[1, 2, 3, 4], help="student stages with OFA branches")
     p.add_argument("--ablation", default="", help=f"comma list of OFA variants from {','.join(ABLATIONS)}")
     p.add_argument("--ablation-pair", default="cnn2vit", help="the pair the ablation runs on")
-    p.add_argument("--ablation-seeds", type=int, default=None, help="seeds per ablation variant (default --seeds)")
+    p.add_argument("--ablation-seeds", type=int_range(1), default=None, help="seeds per ablation variant (default --seeds)")
     p.add_argument("--no-teacher-cache", action="store_true",
                    help="run the teacher in every distilled step instead of once into a teacher-output cache")
-    p.add_argument("--time-limit", type=float, default=0.0,
+    p.add_argument("--time-limit", type=float_range(0), default=0.0,
                    help="minutes after which no new run starts; the report says what is missing (0 = none)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 1 seed, 1 epoch, batch 32, small subsets (for tests and dry runs)")

@@ -10,6 +10,8 @@ float32 ``[B, num_classes]`` soft labels when mixup/cutmix is on (train only). E
   whose label is ``PAD_LABEL`` (-1). Evaluation counts only ``label >= 0``, which over all ranks
   gives the exact top-1 of the full val split, with one compiled shape.
 """
+import logging
+
 import mindspore.dataset as ds
 from mindspore.dataset.transforms.transforms import TensorOperation
 
@@ -24,6 +26,7 @@ from .teacher_cache import open_teacher_cache
 from .transforms import build_image_transforms, build_mixup
 
 SPLITS = ("train", "val")
+logger = logging.getLogger(__name__)
 
 
 def _check_split(split):
@@ -55,9 +58,13 @@ def load_source(cfg, split):
         raise ValueError(f"unknown dataset {name!r}")
     if len(source) == 0:
         raise ValueError(f"dataset {name} split '{split}' under {data_dir} has no samples")
-    count = cfg["train_subset"] if split == "train" else cfg["val_subset"]
+    key = "train_subset" if split == "train" else "val_subset"
+    count = cfg[key]
     if 0 < count < len(source):
         source = source.subset(balanced_subset(source.labels, count, cfg["seed"]))
+    elif count > len(source):  # "at most N" (recipes and quick modes rely on it), but never silently
+        logger.warning("%s=%d is more than the %d images of the %s split of %s under %s: using all %d "
+                       "(%s=0 says so)", key, count, len(source), split, name, data_dir, len(source), key)
     return source
 
 

@@ -62,7 +62,16 @@ class ReplayedViews:
         view = int(self.views_at(epoch)[index])
         image, label = self.source[index]
         if self.crop is not None:
-            image = crop_and_flip(_apply(self.before, image), self.cache.view(index, view), self.crop)
+            image = _apply(self.before, image)
+            box = self.cache.view(index, view)
+            top, left, height, width = (int(v) for v in box[:4])
+            if not (top >= 0 and left >= 0 and height > 0 and width > 0 and top + height <= image.shape[0]
+                    and left + width <= image.shape[1]):
+                raise ValueError(f"teacher_cache {self.cache.path}: {self.cache.row_file('views', index)} gives image "
+                                 f"{index} (view {view}) the box top {top} left {left} height {height} width {width}, "
+                                 f"outside its {image.shape[0]}x{image.shape[1]} pixels: the cache was made from "
+                                 f"other images; make it again with tools/cache_teacher.py")
+            image = crop_and_flip(image, box, self.crop)
         return (image, label, *[self.cache.output(name, index, view) for name in self.names])
 
 

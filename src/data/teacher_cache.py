@@ -16,9 +16,16 @@ any number of training ranks can read a cache written by any number of ranks.
 A cache run writes into ``DIR.partial`` and renames it to ``DIR`` when every part is done, so ``DIR``
 exists only complete; a killed run resumes from its last flushed batch when started again with the
 same settings.
+
+The manifest records the SHA-256 of every array file (each writer rank hashes its own files when its
+part is done). Opening a cache checks them once per process and file version (a streaming hash; see
+docs/teacher_cache.md for its cost): a changed byte is refused naming the file. Caches made before the
+checksums open with a warning that their arrays are not verified. Array files are plain names inside
+the cache folder: a manifest naming an absolute path or ``..`` is refused.
 """
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -42,6 +49,11 @@ RUN_KEYS = ("dataset", "image_size", "in_channels", "num_classes", "interpolatio
             "scale", "ratio", "hflip")
 # the smallest probability mass a top-k cache gives the classes it did not keep (keeps log finite)
 MIN_REST_MASS = 1e-12
+REMAKE = "make the cache again with tools/cache_teacher.py"
+logger = logging.getLogger(__name__)
+# files whose SHA-256 this process checked: path -> (size, mtime_ns, inode, sha256); a changed file is hashed again
+_verified = {}
+_warned = set()
 
 
 # ----------------------------------------------------------------------------- views
@@ -354,14 +366,16 @@ class CacheWriter:
         self.flush(self.pairs)
         self.maps.clear()
         marker = os.path.join(self.partial, f"done-{self.rank:05d}-of-{self.group_size:05d}.json")
-        write_json_atomic(marker, {"rank": self.rank, **(stats or {})})
+        sums = {name: sha256_of_file(os.path.join(self.partial, file)) for name, file in self.part["files"].items()}
+        write_json_atomic(marker, {"rank": self.rank, **(stats or {}), "sha256": sums})
         markers = [os.path.join(self.partial, f"done-{r:05d}-of-{self.group_size:05d}.json")
                    for r in range(self.group_size)]
         if not all(os.path.isfile(m) for m in markers):
             return None
         try:
             ranks = [_read_json(m, "part marker") for m in markers]
-            manifest = dict(self.plan, created=time.strftime("%Y-%m-%d %H:%M:%S"), writers=ranks)
+            parts = [dict(part, sha256=marker.pop("sha256")) for part, marker in zip(self.plan["parts"], ranks)]
+            manifest = dict(self.plan, parts=parts, created=time.strftime("%Y-%m-%d %H:%M:%S"), writers=ranks)
             write_json_atomic(os.path.join(self.partial, MANIFEST), manifest)  # last file of a cache
             for name in os.listdir(self.partial):
                 if name.startswith(("progress-", "done-")) or name == PLAN:
@@ -376,6 +390,17 @@ class CacheWriter:
 
 
 # ----------------------------------------------------------------------------- reading
+
+def _sha256_once(path):
+    """SHA-256 of ``path``, hashed once per process while the file keeps its size, mtime and inode."""
+    st = os.stat(path)
+    key = (st.st_size, st.st_mtime_ns, st.st_ino)
+    known = _verified.get(path)
+    if known is None or known[:3] != key:
+        known = (*key, sha256_of_file(path))
+        _verified[path] = known
+    return known[3]
+
 
 def _npy_layout(path):
     """``(dtype, shape, data offset)`` of a .npy file's header."""
@@ -417,10 +442,16 @@ class TeacherCache:
         self._check_files()
 
     def _check_files(self):
+        unverified = 0
         for part in self.manifest["parts"]:
             pairs = (part["stop"] - part["start"]) * self.views
             for name, spec in self.manifest["arrays"].items():
-                path = os.path.join(self.path, part["files"][name])
+                file = part["files"][name]
+                if not isinstance(file, str) or os.path.basename(file) != file or file in ("", ".", ".."):
+                    raise ValueError(f"teacher_cache {self.path}: {MANIFEST} names the {name} file {file!r}, not a "
+                                     f"file name inside the cache folder (arrays are read from the cache folder "
+                                     f"only); {REMAKE}")
+                path = os.path.join(self.path, file)
                 if not os.path.isfile(path):
                     raise ValueError(f"teacher_cache {self.path}: array file {part['files'][name]} is missing")
                 expected_shape = (pairs, *spec["shape_per_image"][1:])
@@ -437,6 +468,20 @@ class TeacherCache:
                 if size != expected:
                     raise ValueError(f"teacher_cache {self.path}: {part['files'][name]} is truncated ({size} bytes, "
                                      f"expected {expected})")
+                recorded = (part.get("sha256") or {}).get(name)
+                if recorded is None:
+                    unverified += 1
+                elif _sha256_once(path) != recorded:
+                    raise ValueError(f"teacher_cache {self.path}: {file} does not match the SHA-256 in its {MANIFEST} "
+                                     f"(the file changed after the cache was made); {REMAKE}")
+        if unverified and self.path not in _warned:
+            _warned.add(self.path)  # once per process: a run opens its cache every epoch
+            logger.warning("teacher_cache %s records no checksums of its arrays (made before they were recorded): "
+                           "a damaged array cannot be detected; %s to have them checked", self.path, REMAKE)
+
+    def row_file(self, name, index):
+        """The file holding image ``index``'s rows of array ``name`` (for messages)."""
+        return self.manifest["parts"][self._part(index)]["files"][name]
 
     def __getstate__(self):  # worker processes map the files themselves instead of receiving copies
         state = dict(self.__dict__)

@@ -63,9 +63,9 @@ def build_teacher_cache(cfg, out_dir=None, views=1, dtype="float16", topk=0, fea
         raise ValueError(f"config: key 'teacher_ckpt' is required to make a teacher cache (trained weights of "
                          f"'{cfg.teacher}')")
     check_replayable(cfg)
-    batch_size = int(batch_size or cfg.batch_size)
-    if batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    if batch_size is not None and int(batch_size) < 1:
+        raise ValueError(f"--teacher-batch must be >= 1, got {batch_size}")
+    batch_size = int(cfg.batch_size if batch_size is None else batch_size)
     outputs = ("logits", "feature") if features else ("logits",)
 
     source = load_source(cfg, "train")

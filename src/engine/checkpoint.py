@@ -126,6 +126,11 @@ def load_model_checkpoint(net, path, what="model"):
     Weights trained at another input size are first adapted by the model (e.g. a resampled position
     embedding), or refused with the model's reason."""
     params = read_checkpoint(path)
+    if "meta.config" in params and "epoch" in params:  # train.py's resume.ckpt: the whole training state
+        folder = os.path.dirname(os.path.abspath(path))
+        raise ValueError(f"checkpoint '{path}' is a resume point (student, branches and optimizer state, for "
+                         f"train.py resume=...), not a model checkpoint: use {os.path.join(folder, 'best.ckpt')} or "
+                         f"{os.path.join(folder, 'last.ckpt')} of the same run")
     params = {k: v for k, v in params.items() if not k.startswith(("epoch", "step", "meta."))}
     if hasattr(net, "adapt_checkpoint"):
         params = net.adapt_checkpoint(params, path)

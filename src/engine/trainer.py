@@ -64,15 +64,23 @@ class RunInterrupted(Exception):
                                                   "; nothing was saved"))
 
 
-def read_resume_point(path):
-    """``(epoch, step, best_top1)`` of a resume state, without building anything."""
+def read_resume_info(path):
+    """``{"epoch", "step", "best_top1", "run_id"}`` of a resume state, without building anything
+    (``run_id`` None: a state from before run ids)."""
     params = read_checkpoint(path)
     if "epoch" not in params:
         raise ValueError(f"checkpoint '{path}' is not a resume state (no 'epoch' entry); pass a {RESUME_FILE} "
                          f"written by train.py")
-    best = float(params["best_top1"].asnumpy()) if "best_top1" in params else -1.0
-    step = int(params["step"].asnumpy()) if "step" in params else 0
-    return int(params["epoch"].asnumpy()), step, best
+    run_id = str(params["meta.run_id"]) if "meta.run_id" in params else None
+    return {"epoch": int(params["epoch"].asnumpy()), "step": int(params["step"].asnumpy()) if "step" in params else 0,
+            "best_top1": float(params["best_top1"].asnumpy()) if "best_top1" in params else -1.0,
+            "run_id": run_id or None}
+
+
+def read_resume_point(path):
+    """``(epoch, step, best_top1)`` of a resume state, without building anything."""
+    info = read_resume_info(path)
+    return info["epoch"], info["step"], info["best_top1"]
 
 
 def _same(a, b):
@@ -91,8 +99,9 @@ class Trainer:
     raises ``RunInterrupted``.
     """
 
-    def __init__(self, cfg, rank=0, group_size=1, on_event=None, should_stop=None):
+    def __init__(self, cfg, rank=0, group_size=1, on_event=None, should_stop=None, run_id=None):
         self.cfg = cfg
+        self.run_id = run_id  # recorded in every resume state: the run folder it belongs to (src/engine/run_dir.py)
         self.rank, self.group_size = rank, group_size
         self.is_main = rank == 0
         self.on_event = on_event or (lambda kind, info: None)
@@ -121,6 +130,7 @@ class Trainer:
         self.best = {"top1": -1.0, "ema_top1": -1.0}
         self.history = []
         self.last_resume_point = None
+        self.partial_sums = None  # the loss sums of a resumed epoch's steps before the resume point
         if cfg.resume:
             self._load_resume(os.path.join(self.out_dir, RESUME_FILE) if cfg.resume == "auto" else cfg.resume)
 
@@ -204,6 +214,8 @@ class Trainer:
         self.best["ema_top1"] = best.get("best_ema_top1", -1.0)
         self.history = [r for r in json.loads(meta["history"]) if r.get("epoch", 0) <= epoch] \
             if "history" in meta else []
+        # states from before these sums: the epoch's train_loss covers the steps after the resume point only
+        self.partial_sums = json.loads(str(meta["epoch_sums"])) if step and "epoch_sums" in meta else None
         self.last_resume_point = path
         self.on_event("resumed", {"path": path, "epoch": epoch, "step": step, "steps": self.steps_per_epoch,
                                   "changed": changed, "finished": self.finished})
@@ -226,13 +238,17 @@ class Trainer:
             return save_atomic(params, os.path.join(self.out_dir, name), append_dict=extra)
         return None
 
-    def _save_resume(self, epoch, step):
+    def _save_resume(self, epoch, step, sums=None):
         """A resume point: ``step`` steps of epoch ``epoch`` (0-based) are done (``step == steps_per_epoch``:
-        the epoch's evaluation and checkpoints are still to do)."""
+        the epoch's evaluation and checkpoints are still to do); ``sums``: the epoch's loss sums so far, so
+        that a continued epoch reports the train loss of all its steps."""
         extra = {"epoch": int(epoch), "step": int(step), "best_top1": float(self.best["top1"]),
                  "best_ema_top1": float(self.best["ema_top1"]),
                  "meta.config": json.dumps(self.cfg.to_dict()), "meta.world_size": int(self.group_size),
-                 "meta.steps_per_epoch": int(self.steps_per_epoch), "meta.history": json.dumps(self.history)}
+                 "meta.steps_per_epoch": int(self.steps_per_epoch), "meta.history": json.dumps(self.history),
+                 "meta.run_id": str(self.run_id or "")}
+        if step and sums is not None:
+            extra["meta.epoch_sums"] = json.dumps(sums)
         path = self._save(RESUME_FILE, self.resume_params(), extra)
         if path:
             self.last_resume_point = f"{path} (epoch {epoch + 1} step {step}/{self.steps_per_epoch})" if step \
@@ -243,7 +259,7 @@ class Trainer:
         if self.is_main:
             write_json_atomic(os.path.join(self.out_dir, METRICS_FILE),
                               {"history": self.history, "best_top1": self.best["top1"],
-                               "epochs": self.cfg.epochs, "finished": self.finished})
+                               "epochs": self.cfg.epochs, "finished": self.finished, "run_id": self.run_id})
 
     # evaluation -----------------------------------------------------------------------------------
     def evaluate(self, params, should_stop=None):
@@ -306,6 +322,9 @@ class Trainer:
         log_every = max(int(cfg.log_interval), 1)
         save_every = int(cfg.save_every_steps)
         sums = {"steps": 0, "loss": 0.0, "overflows": 0}
+        if start and self.partial_sums:  # the steps before the resume point, summed by the process that ran them
+            sums.update({k: self.partial_sums[k] for k in sums if k in self.partial_sums})
+        self.partial_sums = None
         t_epoch = t_interval = time.time()
         seen = 0
         first = start
@@ -325,7 +344,7 @@ class Trainer:
                     self._read(epoch, first, done, t_interval, sums, log=at_log)
                     first, t_interval = done, time.time()
                 if at_save or stop:
-                    saved = self._save_resume(epoch, done)
+                    saved = self._save_resume(epoch, done, sums)
                     if stop:
                         raise RunInterrupted(epoch, done, spe, saved)
                 if done >= spe:
@@ -344,7 +363,7 @@ class Trainer:
             try:
                 record.update(self._evaluate_and_keep(epoch))
             except EvaluationStopped:
-                raise RunInterrupted(epoch, spe, spe, self._save_resume(epoch, spe)) from None
+                raise RunInterrupted(epoch, spe, spe, self._save_resume(epoch, spe, sums)) from None
         self._save("last.ckpt", student_params(self.student))
         if cfg.rank_checkpoints:
             save_atomic(student_params(self.student), os.path.join(self.out_dir, f"rank_{self.rank}", "last.ckpt"))
