@@ -39,14 +39,14 @@ def main(argv=None):
         if not ckpt:
             raise ValueError("--checkpoint is required (a .ckpt written by train.py or tools/convert_checkpoint.py)")
         from src.data import create_dataset
-        from src.engine.builders import build_student, build_teacher, setup_context
+        from src.engine.builders import build_student, build_teacher_model, setup_context
         from src.engine.checkpoint import load_model_checkpoint
         from src.engine.evaluate import evaluate
         from src.files import write_json_atomic
 
         send_compile_reports_to(None)
         setup_context(cfg, distributed=False)
-        net = build_student(cfg) if args.model == "student" else build_teacher(cfg, load=False)
+        net = build_student(cfg) if args.model == "student" else build_teacher_model(cfg, load=False)
         load_model_checkpoint(net, ckpt, what=f"{args.model} '{name}'")
         metrics = evaluate(net, create_dataset(cfg, "val"))
         metrics.update({"model": name, "checkpoint": os.path.abspath(ckpt), "dataset": cfg.dataset})

@@ -79,7 +79,7 @@ def main(argv=None):
     import mindspore as ms
 
     from src.config import load_config
-    from src.engine.builders import build_teacher, setup_context
+    from src.engine.builders import build_teacher_model, setup_context
     from src.engine.checkpoint import save_atomic
     from src.engine.trainer import Trainer
 
@@ -93,7 +93,7 @@ def main(argv=None):
     setup_context(cfg, distributed=False)
     if args.distiller != "none":
         teacher_ckpt = os.path.join(work, "teacher.ckpt")
-        save_atomic(build_teacher(cfg, load=False), teacher_ckpt)
+        save_atomic(build_teacher_model(cfg, load=False), teacher_ckpt)
         cfg.teacher_ckpt = teacher_ckpt
 
     reads = HostReads()

@@ -103,8 +103,10 @@ def write_json_atomic(path, data):
     return write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
-def file_sha256(path):
-    """SHA-256 of a file, read in chunks."""
+def file_sha256(path, what="file"):
+    """SHA-256 of a file, read in chunks; a missing one is a one-line ``ValueError`` naming it as ``what``."""
+    if not path or not os.path.isfile(path):
+        raise ValueError(f"{what} '{path}' does not exist")
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):

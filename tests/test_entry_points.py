@@ -107,3 +107,31 @@ def test_a_failed_graph_compile_is_one_line_with_its_report_outside_the_working_
     assert "\n" not in message and message.startswith("graph compile failed: ") and "Conv2D" in message
     assert str(tmp_path / "reports") in message
     assert os.listdir(tmp_path) == ["reports"]  # nothing in the working directory itself
+
+
+def test_eval_of_the_teacher_of_a_run_trained_from_a_teacher_cache(tmp_path):
+    """The config a cached run saved names ``teacher_cache``; ``--model teacher`` still evaluates the teacher
+    network (the cache stand-in has no weights to load)."""
+    import json
+
+    import mindspore as ms
+
+    sys.path.insert(0, ROOT)
+    import eval as eval_entry
+    from src.config import load_config, save_config
+    from src.engine.checkpoint import save_atomic
+    from src.models import create_model
+
+    ms.set_seed(0)
+    teacher_ckpt = str(tmp_path / "teacher.ckpt")
+    save_atomic(create_model("resnet10", num_classes=10, image_size=16), teacher_ckpt)
+    run_cfg = load_config(None, ["dataset=fake", "fake_samples=8", "num_classes=10", "image_size=16", "batch_size=4",
+                                 "num_workers=1", "student=vit_p4_pico", "teacher=resnet10", "color_jitter=0",
+                                 f"teacher_ckpt={teacher_ckpt}", f"teacher_cache={tmp_path / 'cache'}"])
+    save_config(run_cfg, str(tmp_path / "config.yaml"))
+    out = tmp_path / "teacher_eval.json"
+    assert eval_entry.main(["--config", str(tmp_path / "config.yaml"), "--model", "teacher",
+                            "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["model"] == "resnet10" and metrics["num_samples"] == 8
+    assert metrics["checkpoint"] == teacher_ckpt

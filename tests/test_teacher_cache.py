@@ -15,7 +15,7 @@ import pytest
 
 import mindspore as ms
 
-from src.config import Config, load_config
+from src.config import load_config
 from src.data import create_dataset, load_source
 from src.data.idx import IMAGES_MAGIC, LABELS_MAGIC
 from src.data.replay import MixupWithTeacher
@@ -487,7 +487,7 @@ def _train(cfg, stop_after=None, online_teacher=False, monkeypatch=None):
 
     if online_teacher:  # the forced-view online run: same replayed pipeline, a real teacher in the step
         monkeypatch.setattr(trainer_module, "build_teacher",
-                            lambda c: builders.build_teacher(Config(dict(c, teacher_cache=None))))
+                            builders.build_teacher_model)
     setup_context(cfg, distributed=False)
     trainer = trainer_module.Trainer(cfg, on_event=on_event)
     before = {p.name: p.asnumpy().copy() for p in trainer.resume_params()}

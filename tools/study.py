@@ -303,7 +303,7 @@ def load_config_for(recipe, overrides):
 
 def teacher_cache_dir(work_dir, teacher, teacher_ckpt, subset_dir, views, features):
     """Where the cache of a teacher checkpoint on a subset lives: a retrained teacher gets a new folder."""
-    from src.data.teacher_cache import file_sha256
+    from src.files import file_sha256
 
     tag = f"{teacher}_{file_sha256(teacher_ckpt)[:10]}_{os.path.basename(subset_dir)}_k{views}"
     return os.path.join(work_dir, "caches", tag + ("_feat" if features else ""))
@@ -350,12 +350,12 @@ def time_teacher_forward(recipe, overrides, repeats=20):
     import mindspore as ms
 
     from src.config import load_config
-    from src.engine.builders import build_teacher, setup_context
+    from src.engine.builders import build_teacher_model, setup_context
     from src.engine.cache_writer import TeacherOutputs
 
-    cfg = load_config(recipe, {**overrides, "teacher_cache": None})
+    cfg = load_config(recipe, overrides)
     setup_context(cfg, distributed=False)
-    net = TeacherOutputs(build_teacher(cfg), ("logits",))
+    net = TeacherOutputs(build_teacher_model(cfg), ("logits",))
     net.set_train(False)
     x = ms.Tensor(np.random.RandomState(0).randn(cfg.batch_size, cfg.in_channels, cfg.image_size,
                                                  cfg.image_size).astype(np.float32))

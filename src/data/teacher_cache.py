@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from src.files import file_sha256 as sha256_of_file, write_json_atomic
+from src.files import write_json_atomic
 
 FORMAT = "ofakd-teacher-cache"
 VERSION = 1
@@ -90,13 +90,6 @@ def view_schedule(num_images, views, seed, epoch):
 
 
 # ----------------------------------------------------------------------------- run description
-
-def file_sha256(path):
-    """SHA-256 of the teacher checkpoint; a missing one is a one-line error."""
-    if not path or not os.path.isfile(path):
-        raise ValueError(f"checkpoint '{path}' does not exist (expected a MindSpore .ckpt file)")
-    return sha256_of_file(path)
-
 
 def split_fingerprint(source):
     """``{"num_samples", "sha256"}`` of a train source: labels plus pixels (arrays) or file names (folders).

@@ -6,7 +6,8 @@ import numpy as np
 
 import mindspore as ms
 
-from src.data.teacher_cache import file_sha256, open_teacher_cache
+from src.data.teacher_cache import open_teacher_cache
+from src.files import file_sha256
 from src.distill import CachedTeacher, build_distiller
 from src.models import create_model
 
@@ -62,13 +63,14 @@ def build_student(cfg):
                         in_channels=cfg.in_channels, drop_path_rate=float(cfg.drop_path_rate))
 
 
-def build_teacher(cfg, load=True):
-    """The teacher with its checkpoint loaded (required: a random teacher teaches nothing), or with
-    ``teacher_cache`` set the ``CachedTeacher`` standing for it."""
-    if cfg.teacher_cache:
-        return cached_teacher(cfg)
+def build_teacher_model(cfg, load=True):
+    """The teacher network of ``cfg``, whatever ``teacher_cache`` says: what eval.py and the cache writer run.
+
+    ``load`` loads ``teacher_ckpt`` (required then: a random teacher teaches nothing).
+    """
     if not cfg.teacher:
-        raise ValueError(f"distiller '{cfg.distiller}' needs a teacher: set the 'teacher' key")
+        raise ValueError(f"distiller '{cfg.distiller}' needs a teacher: set the 'teacher' key (or distiller=none "
+                         f"to train the student alone)")
     # The random init is replaced by the checkpoint; drawing it must not move the global RNG, so that an online
     # run and a run from a teacher-output cache (no teacher) initialise student and branches alike.
     rng_state = np.random.get_state()
@@ -77,10 +79,20 @@ def build_teacher(cfg, load=True):
     np.random.set_state(rng_state)
     if load:
         if not cfg.teacher_ckpt:
-            raise ValueError(f"distiller '{cfg.distiller}' needs trained teacher weights: set 'teacher_ckpt' "
-                             f"to a MindSpore checkpoint of '{cfg.teacher}' (see tools/convert_checkpoint.py)")
+            raise ValueError(f"distiller '{cfg.distiller}' needs trained teacher weights: set 'teacher_ckpt' to a "
+                             f"MindSpore checkpoint of '{cfg.teacher}'; train one with distiller=none "
+                             f"student={cfg.teacher}, or convert a timm / PyTorch one with "
+                             f"tools/convert_checkpoint.py")
         load_model_checkpoint(teacher, cfg.teacher_ckpt, what=f"teacher '{cfg.teacher}'")
     return teacher
+
+
+def build_teacher(cfg, load=True):
+    """The teacher a distiller is given: with ``teacher_cache`` set the ``CachedTeacher`` standing for it
+    (nothing built), else ``build_teacher_model(cfg, load)``."""
+    if cfg.teacher_cache:
+        return cached_teacher(cfg)
+    return build_teacher_model(cfg, load)
 
 
 def cached_teacher(cfg):
@@ -90,7 +102,7 @@ def cached_teacher(cfg):
     when the train pipeline is made.
     """
     cache = open_teacher_cache(cfg.teacher_cache)
-    cache.check_run(cfg, teacher_sha256=file_sha256(cfg.teacher_ckpt) if cfg.teacher_ckpt else None)
+    cache.check_run(cfg, teacher_sha256=file_sha256(cfg.teacher_ckpt, "teacher checkpoint") if cfg.teacher_ckpt else None)
     m = cache.manifest
     params = m["teacher_params"]
     log.info("teacher-output cache %s: %d views per image of %d images; teacher %s not built (%.2f M parameters, "
