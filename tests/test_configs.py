@@ -28,7 +28,7 @@ def test_pair_config_loads_and_names_registered_models(path, tmp_path):
     assert cfg.student in list_models() and cfg.teacher in list_models()
     assert cfg.distiller == "ofa" and cfg.image_size == 224
     if "/cifar100/" in path:
-        assert cfg.num_classes == 100 and cfg.epochs == 300 and cfg.loss_weights == [1.0, 1.0, 0.1]
+        assert cfg.num_classes == 100 and cfg.epochs == 300 and cfg.loss_weights == [1.0, 1.0] and cfg.ofa_branch_weight == 0.1
     else:
         assert cfg.num_classes == 1000 and cfg.eps == [1.5]
     expected_opt = "sgd" if cfg.student in ("resnet18", "resnet34", "mobilenetv1", "mobilenetv2_100") else "adamw"

@@ -70,10 +70,10 @@ def test_train_eval_export(work):
     proc = run("train.py", *ofa_args(work, out))
     for name in ("last.ckpt", "best.ckpt", "resume.ckpt", "config.yaml", "metrics.json", "train.log"):
         assert (out / name).is_file(), name
-    assert "gt " in proc.stderr and "kd " in proc.stderr and "ofa " in proc.stderr
+    assert "gt " in proc.stderr and "ofa_final " in proc.stderr and "ofa_branches " in proc.stderr
     teacher_log = (work["root"] / "teacher" / "train.log").read_text()
     assert "resnet10 trained alone" in teacher_log and "teacher None" not in teacher_log
-    assert " kd " not in teacher_log and " ofa " not in teacher_log  # a lone run logs only its own loss terms
+    assert " ofa_final " not in teacher_log and " ofa_branches " not in teacher_log  # a lone run logs only its own loss terms
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["history"]) == 2 and "val_top1" in metrics["history"][-1]
 

@@ -245,7 +245,7 @@ def run_demo(args):
     cache_s = time.time() - t0
 
     # 3. the student alone, with KD, with OFA-KD: same budget, the teacher from the cache
-    ofa_keys = argparse.Namespace(eps=student_cfg.eps, w_ofa=student_cfg.loss_weights[2], stages=student_cfg.stages)
+    ofa_keys = argparse.Namespace(eps=student_cfg.eps, w_ofa=student_cfg.ofa_branch_weight, stages=student_cfg.stages)
     records, reused = {}, {}
     for k, method in enumerate(METHODS):
         over = dict(student_over, output_dir=os.path.join(work, f"student_{method}"),

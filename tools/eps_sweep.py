@@ -77,11 +77,11 @@ def parse_args(argv):
 def cells(args):
     """``(name, overrides)`` of every trained cell: the baselines first, then OFA by w_ofa and eps."""
     out = [("alone", {"distiller": "none", "teacher": None, "teacher_ckpt": None, "teacher_cache": None}),
-           ("kd", {"distiller": "kd", "loss_weights": [1.0, 1.0, 0.0]})]
+           ("kd", {"distiller": "kd", "loss_weights": [1.0, 1.0]})]
     for w in args.w_ofa:
         for eps in args.eps:
             out.append((ofa_name(eps, w), {"distiller": "ofa", "eps": [eps], "stages": list(args.stages),
-                                           "loss_weights": [1.0, 1.0, float(w)]}))
+                                           "loss_weights": [1.0, 1.0], "ofa_branch_weight": float(w)}))
     return out
 
 
@@ -237,7 +237,7 @@ def render_markdown(results):
              f"top-1 {t['top1']:.2f}. Students: {s['subset']} class-balanced training images (subset seed "
              f"{s['subset_seed']}), {s['epochs']} epochs, {s['image_size']} px, batch {s['batch_size']}; top-1 on "
              f"{s['val_subset'] or 10000} test images after the last epoch, mean ± sample std over seeds. "
-             f"OFA: stages {s['stages']}, loss weights [gt, kd, ofa] = [1, 1, w_ofa]; KD: T = 1, [1, 1].")
+             f"OFA: stages {s['stages']}, loss weights [gt, ofa_final] = [1, 1], ofa_branch_weight = w_ofa; KD: T = 1, [1, 1].")
     lines = [f"# OFA eps sweep: {t['model']} -> {results['student']} on Fashion-MNIST", "",
              f"Made by `{results['command']}` (finished {results['finished']}).", "", setup, ""]
     header = "| eps | " + " | ".join(f"OFA, w_ofa {w:g}" for w in s["w_ofa"]) + " |"

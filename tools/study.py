@@ -398,12 +398,13 @@ def method_overrides(args, method):
     if method == "none":
         return {"distiller": "none", "teacher": None, "teacher_ckpt": None}
     if method in ("kd", "rsd"):  # rsd reads loss_weights[0] (w_gt) only; its own weight is rsd_weight
-        return {"distiller": method, "loss_weights": [1.0, 1.0, 0.0]}
+        return {"distiller": method, "loss_weights": [1.0, 1.0]}
     change = ABLATIONS.get(method, {}) if method not in ("ofa", "ofa+rsd") else {}
     eps = change.get("eps", args.eps)
     w_ofa = change.get("w_ofa", args.w_ofa)
     return {"distiller": "ofa+rsd" if method == "ofa+rsd" else "ofa", "eps": list(eps),
-            "stages": list(change.get("stages", args.stages)), "loss_weights": [1.0, 1.0, float(w_ofa)]}
+            "stages": list(change.get("stages", args.stages)), "loss_weights": [1.0, 1.0],
+            "ofa_branch_weight": float(w_ofa)}
 
 
 def student_overrides(args, subset_dir, pair, method, seed, models, teacher_ckpts, caches=None):
@@ -499,7 +500,7 @@ def render_markdown(results):
               f"for {s['teacher_epochs']} epochs. Top-1 is measured on "
               f"{'the full 10k test split' if not s['val_subset'] else str(s['val_subset']) + ' test images'} "
               f"after the last epoch; mean ± sample std over seeds. "
-              f"OFA: eps {s['eps']}, stages {s['stages']}, loss weights [gt, kd, ofa] = [1, 1, {s['w_ofa']}]. "
+              f"OFA: eps {s['eps']}, stages {s['stages']}, loss weights [gt, ofa_final] = [1, 1], ofa_branch_weight {s['w_ofa']}. "
               f"KD: T = 1, weights [1, 1]. RSD: w_rsd {s.get('rsd_weight')}, kappa {s.get('rsd_kappa')}, "
               f"projector width x{s.get('rsd_gamma')}, w_gt 1; OFA+RSD: the OFA terms plus the RSD term. "
               + ("Distilled runs read a teacher-output cache (the teacher ran once per teacher, over one view "

@@ -119,11 +119,11 @@ def build_run_distiller(cfg, student, teacher):
     kwargs = dict(num_classes=cfg.num_classes, label_smoothing=cfg.label_smoothing,
                   loss_weights=tuple(cfg.loss_weights), temperature=cfg.temperature)
     if cfg.distiller in ("ofa", "ofa+rsd"):
-        kwargs.update(stages=tuple(cfg.stages), eps=tuple(cfg.eps))
+        kwargs.update(stages=tuple(cfg.stages), eps=tuple(cfg.eps), branch_weight=cfg.ofa_branch_weight)
     if cfg.distiller in ("rsd", "ofa+rsd"):
         kwargs.update(rsd_weight=cfg.rsd_weight, rsd_kappa=cfg.rsd_kappa, rsd_gamma=cfg.rsd_gamma)
     if cfg.distiller == "dist":
-        kwargs.update(beta=cfg.dist_beta, gamma=cfg.dist_gamma, tau=cfg.temperature)
+        kwargs.update(beta=cfg.dist_beta, gamma=cfg.dist_gamma)
     elif cfg.distiller == "dkd":
         kwargs.update(alpha=cfg.dkd_alpha, beta=cfg.dkd_beta)
     return build_distiller(cfg.distiller, student, teacher, **kwargs)
