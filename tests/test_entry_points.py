@@ -135,3 +135,16 @@ def test_eval_of_the_teacher_of_a_run_trained_from_a_teacher_cache(tmp_path):
     metrics = json.loads(out.read_text())
     assert metrics["model"] == "resnet10" and metrics["num_samples"] == 8
     assert metrics["checkpoint"] == teacher_ckpt
+
+
+def test_a_missing_teacher_checkpoint_says_how_to_train_one():
+    from src.config import load_config
+    from src.engine.builders import build_teacher_model
+
+    cfg = load_config(None, ["dataset=fake", "num_classes=10", "image_size=16", "student=vit_p4_pico",
+                             "teacher=resnet10"])
+    with pytest.raises(ValueError) as excinfo:
+        build_teacher_model(cfg)
+    message = str(excinfo.value)
+    assert "'teacher_ckpt'" in message and "distiller=none student=resnet10" in message
+    assert "tools/convert_checkpoint.py" in message and "\n" not in message

@@ -66,9 +66,13 @@ def parse_args(argv):
     for name in ("seeds", "subset"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
-    bad = [v for v in args.eps if not v > 0] + [v for v in args.w_ofa if v < 0]
-    if bad:
-        p.error(f"--eps values must be > 0 and --w-ofa values >= 0, got {bad}")
+    from src.config import load_config
+
+    for name, eps, w in [("eps", e, 1.0) for e in args.eps] + [("w-ofa", 1.0, w) for w in args.w_ofa]:
+        try:  # the config's own checks of eps and ofa_branch_weight
+            load_config(None, {"dataset": "fashion_mnist", "eps": [eps], "ofa_branch_weight": w}, for_training=False)
+        except ValueError as err:
+            p.error(f"--{name}: {err}")
     args.eps = list(dict.fromkeys(args.eps))
     args.w_ofa = list(dict.fromkeys(args.w_ofa))
     return args
