@@ -12,7 +12,7 @@ import src  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore runs an op)
 import os
 import sys
 
-from src.cli import exit_quietly, runtime_error_message, send_compile_reports_to
+from src.mindspore_process import exit_quietly, runtime_error_message, send_compile_reports_to
 from src.config import build_arg_parser, config_from_args
 
 # the config keys evaluation uses (a training config's other keys are accepted in its file, ignored here)

@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 
-from src.cli import exit_quietly, runtime_error_message, send_compile_reports_to
+from src.mindspore_process import exit_quietly, runtime_error_message, send_compile_reports_to
 from src.config import build_arg_parser, config_from_args, save_config
 from src.logs import attach_log_file, log_file_only, setup_logging
 

@@ -95,7 +95,7 @@ def test_a_failed_graph_compile_is_one_line_with_its_report_outside_the_working_
     import mindspore as ms
     from mindspore import nn
 
-    from src.cli import runtime_error_message, send_compile_reports_to
+    from src.mindspore_process import runtime_error_message, send_compile_reports_to
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MS_OM_PATH", raising=False)

@@ -297,6 +297,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from src.cli import exit_quietly
+    from src.mindspore_process import exit_quietly
 
     exit_quietly(main())

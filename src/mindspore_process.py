@@ -1,5 +1,5 @@
-"""Small helpers the entry points share: one-line messages for MindSpore's errors, where graph-compile
-reports go, and a quiet process exit."""
+"""What an entry point's process needs around MindSpore: its errors as one line, its graph-compile reports
+out of the working directory, and an exit that skips its noisy destructors."""
 import os
 import re
 import sys
