@@ -6,13 +6,14 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from helpers import free_port, msrun_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = 3
@@ -101,19 +102,12 @@ def test_train_eval_export(work):
     assert len(proc.stderr.strip().splitlines()) == 1 and not (out / "student.onnx").exists()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
 def test_two_worker_msrun_ends_with_identical_weights(work):
-    if shutil.which("msrun") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "msrun")):
-        pytest.fail("msrun is not installed next to this Python: it ships with MindSpore")
     out = work["root"] / "msrun"
-    env = {**os.environ, "PYTHON": sys.executable, "MASTER_PORT": str(_free_port()), "LOG_DIR": str(out / "logs"),
-           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    env = msrun_env(MASTER_PORT=str(free_port()), LOG_DIR=str(out / "logs"))
     proc = subprocess.run(
         ["bash", os.path.join(ROOT, "scripts", "run_distribute_train.sh"), "2", work["cfg"],
          "distiller=kd", "teacher=resnet10", f"teacher_ckpt={work['teacher']}", "student=resnet10",
