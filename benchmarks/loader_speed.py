@@ -42,7 +42,7 @@ SETTINGS = {"1": (1, False), "2": (2, False), "2mp": (2, True)}
 
 
 def build_arg_parser():
-    p = argparse.ArgumentParser(description="Time our image-folder loader against MindSpore's ImageFolderDataset.")
+    p = argparse.ArgumentParser(prog="python -m benchmarks loader", description="Time our image-folder loader against MindSpore's ImageFolderDataset.")
     p.add_argument("--images", type=int, default=200, help="train images written (spread over the classes)")
     p.add_argument("--width", type=int, default=500)
     p.add_argument("--height", type=int, default=375)

@@ -37,7 +37,7 @@ import src  # noqa: E402,F401  first: caps oneDNN at AVX2 before MindSpore loads
 
 
 def build_arg_parser():
-    p = argparse.ArgumentParser(description="train.py's epoch images/s vs the bare step's, alternated in one process.")
+    p = argparse.ArgumentParser(prog="python -m benchmarks loop", description="train.py's epoch images/s vs the bare step's, alternated in one process.")
     p.add_argument("--teacher", default="resnet10")
     p.add_argument("--student", default="vit_p4_pico")
     p.add_argument("--distiller", default="ofa")

@@ -51,7 +51,7 @@ STEP_NAMES = tuple(DISTILLERS) + tuple(d + CACHED for d in DISTILLERS if d != "n
 
 
 def build_arg_parser():
-    p = argparse.ArgumentParser(description="Time full OFA-KD training steps on random data.")
+    p = argparse.ArgumentParser(prog="python -m benchmarks step", description="Time full OFA-KD training steps on random data.")
     p.add_argument("--teacher", default="deit_tiny", help="teacher model name")
     p.add_argument("--student", default="resnet18", help="student model name")
     p.add_argument("--distiller", default="ofa", choices=tuple(DISTILLERS), help="distillation method")
