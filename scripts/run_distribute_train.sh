@@ -5,7 +5,8 @@ set -euo pipefail
 USAGE="Usage: bash scripts/run_distribute_train.sh DEVICE_NUM CONFIG [key=value ...]
        bash scripts/run_distribute_train.sh --rank_table RANK_TABLE_FILE DEVICE_NUM CONFIG [key=value ...]
   e.g. bash scripts/run_distribute_train.sh 8 configs/imagenet/deit_tiny_to_resnet18.yaml data_dir=/data/imagenet
-  Environment: MASTER_PORT (default 8118), LOG_DIR (per-worker logs, default ./msrun_log),
+  Environment: MASTER_PORT (default 8118), LOG_DIR (per-worker logs, default ./msrun_log), GLOG_v (MindSpore
+  and msrun log level on the console, default 3: errors only),
   PYTHON (default: the project's .venv, else python3)."
 source "$(dirname "$0")/common.sh"
 usage_or_help "$@"
@@ -40,6 +41,9 @@ if [ -n "$RANK_TABLE" ]; then
 fi
 
 command -v msrun >/dev/null 2>&1 || die "msrun not found: it ships with MindSpore >= 2.3 (activate the environment that has it)"
+# msrun's own INFO/WARNING lines and the workers' MindSpore warnings stay in the logs, off the console
+# (GLOG_v=3: errors only), unless GLOG_v is set already
+export GLOG_v=${GLOG_v:-3}
 status=0
 msrun --worker_num="$DEVICE_NUM" --local_worker_num="$DEVICE_NUM" --master_port="${MASTER_PORT:-8118}" \
   --log_dir="$LOG_DIR" --join=True \

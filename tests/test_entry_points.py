@@ -148,3 +148,23 @@ def test_a_missing_teacher_checkpoint_says_how_to_train_one():
     message = str(excinfo.value)
     assert "'teacher_ckpt'" in message and "distiller=none student=resnet10" in message
     assert "tools/convert_checkpoint.py" in message and "\n" not in message
+
+
+def test_msrun_is_started_with_its_info_and_warning_lines_off_the_console(tmp_path):
+    """A stand-in msrun on PATH records the log level it was given and its arguments."""
+    fake = tmp_path / "bin" / "msrun"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\necho \"$GLOG_v $@\" > {tmp_path / 'called'}\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    config = tmp_path / "run.yaml"
+    config.write_text("student: resnet10\n")
+    env = {k: v for k, v in os.environ.items() if k != "GLOG_v"}
+    env.update(PATH=f"{fake.parent}{os.pathsep}{env['PATH']}", LOG_DIR=str(tmp_path / "logs"))
+    script = os.path.join(ROOT, "scripts", "run_distribute_train.sh")
+    proc = subprocess.run(["bash", script, "2", str(config)], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    called = (tmp_path / "called").read_text().split()
+    assert called[0] == "3" and "--worker_num=2" in called and "train.py" in called
+    env["GLOG_v"] = "1"  # asked for: kept
+    subprocess.run(["bash", script, "2", str(config)], capture_output=True, text=True, timeout=60, env=env)
+    assert (tmp_path / "called").read_text().split()[0] == "1"
