@@ -12,8 +12,8 @@ import src  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore runs an op)
 import os
 import sys
 
-from src.mindspore_process import exit_quietly, runtime_error_message, send_compile_reports_to
 from src.config import build_arg_parser, config_from_args
+from src.mindspore_process import exit_quietly, runtime_error_message, send_compile_reports_to
 
 # the config keys evaluation uses (a training config's other keys are accepted in its file, ignored here)
 EVAL_KEYS = ("device_target", "mode", "seed", "dataset", "data_dir", "image_size", "in_channels", "num_classes",

@@ -69,3 +69,8 @@ def log_file_only(message, level=logging.ERROR):
     handler.emit(record)
     handler.flush()
     return True
+
+
+def count(number, noun):
+    """``count(1, "epoch")`` is "1 epoch", ``count(3, "epoch")`` "3 epochs" (nouns whose plural adds an s)."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

@@ -168,3 +168,9 @@ def test_msrun_is_started_with_its_info_and_warning_lines_off_the_console(tmp_pa
     env["GLOG_v"] = "1"  # asked for: kept
     subprocess.run(["bash", script, "2", str(config)], capture_output=True, text=True, timeout=60, env=env)
     assert (tmp_path / "called").read_text().split()[0] == "1"
+
+
+def test_counts_read_in_the_singular_for_one():
+    from src.logs import count
+
+    assert (count(1, "epoch"), count(3, "epoch"), count(0, "view")) == ("1 epoch", "3 epochs", "0 views")

@@ -29,6 +29,7 @@ import sys
 import time
 
 from src.files import file_sha256, write_json_atomic
+from src.logs import count
 from tools.study import METHOD_TITLES, ROOT, cached_record, log, method_overrides, train_run
 
 TEACHER_RECIPE = os.path.join(ROOT, "configs", "fashion_mnist", "demo_teacher.yaml")
@@ -209,7 +210,7 @@ def run_demo(args):
     teacher_cfg = load_config(TEACHER_RECIPE, teacher_over)
     teacher_images = teacher_cfg.train_subset or count_train_images(data_dir)
     teacher_over["log_interval"] = log_interval(teacher_images, teacher_cfg.batch_size)
-    log(f"[1/5] teacher {teacher_cfg.student} alone: {teacher_images:,} images, {teacher_cfg.epochs} epochs, "
+    log(f"[1/5] teacher {teacher_cfg.student} alone: {teacher_images:,} images, {count(teacher_cfg.epochs, 'epoch')}, "
         f"{teacher_cfg.image_size} px")
     teacher_reused = cached_record(teacher_cfg.output_dir, teacher_cfg) is not None
     teacher = train_run(TEACHER_RECIPE, teacher_over, "teacher", echo=echo_progress, count=False)
@@ -254,7 +255,7 @@ def run_demo(args):
         if method != "none":
             over.update(teacher=teacher_cfg.student, teacher_ckpt=teacher_ckpt, teacher_cache=cache_dir)
         log(f"[3/5] {ROW_TITLES[method]} ({k + 1}/3): {student_cfg.student}, {student_cfg.train_subset:,} images, "
-            f"{student_cfg.epochs} epochs (elapsed {elapsed()})")
+            f"{count(student_cfg.epochs, 'epoch')} (elapsed {elapsed()})")
         reused[method] = cached_record(over["output_dir"], load_config(STUDENT_RECIPE, over)) is not None
         records[method] = train_run(STUDENT_RECIPE, over, METHOD_TITLES[method], echo=echo_progress, count=False)
 

@@ -21,6 +21,7 @@ import shlex
 import sys
 import time
 
+from src.logs import count
 from tools import study
 from tools.study import log
 
@@ -223,7 +224,7 @@ def write_report(results, out_dir):
         seeds = max(c["n"] for c in cells_.values())
         draw_sweep(lines, bands, os.path.join(out_dir, "sweep.png"), x_label="OFA eps (target-class exponent)",
                    title=f"{results['teacher']['model']} ({results['teacher']['top1']:.1f}) -> {results['student']}, "
-                         f"{s['subset']} images x {s['epochs']} epochs\nfinal test top-1, "
+                         f"{s['subset']} images x {count(s['epochs'], 'epoch')}\nfinal test top-1, "
                          f"{seeds} seed(s), bars/bands = min..max")
 
 
@@ -237,11 +238,12 @@ def render_markdown(results):
     t = results["teacher"]
     trained_on = ("the full training split" if t["train_images"] == "full"
                   else f"{t['train_images']} training images")
-    setup = (f"Teacher {t['model']} ({t['params']:,} parameters, {t['epochs']} epochs on {trained_on}): test "
+    setup = (f"Teacher {t['model']} ({t['params']:,} parameters, {count(t['epochs'], 'epoch')} on {trained_on}): test "
              f"top-1 {t['top1']:.2f}. Students: {s['subset']} class-balanced training images (subset seed "
-             f"{s['subset_seed']}), {s['epochs']} epochs, {s['image_size']} px, batch {s['batch_size']}; top-1 on "
+             f"{s['subset_seed']}), {count(s['epochs'], 'epoch')}, {s['image_size']} px, batch {s['batch_size']}; top-1 on "
              f"{s['val_subset'] or 10000} test images after the last epoch, mean ± sample std over seeds. "
-             f"OFA: stages {s['stages']}, loss weights [gt, ofa_final] = [1, 1], ofa_branch_weight = w_ofa; KD: T = 1, [1, 1].")
+             f"OFA: stages {s['stages']}, loss weights [gt, ofa_final] = [1, 1], ofa_branch_weight = w_ofa; "
+             f"KD: T = 1, [1, 1].")
     lines = [f"# OFA eps sweep: {t['model']} -> {results['student']} on Fashion-MNIST", "",
              f"Made by `{results['command']}` (finished {results['finished']}).", "", setup, ""]
     header = "| eps | " + " | ".join(f"OFA, w_ofa {w:g}" for w in s["w_ofa"]) + " |"

@@ -37,6 +37,7 @@ import time
 import numpy as np
 
 from src.files import write_bytes_atomic, write_json_atomic
+from src.logs import count
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEACHER_RECIPE = os.path.join(ROOT, "configs", "fashion_mnist", "study_teacher.yaml")
@@ -494,10 +495,10 @@ def render_markdown(results):
               + ("; this report was rebuilt from the cached runs (--report-only)." if results.get("report_only")
                  else f"; this invocation: {results['elapsed_min']:.1f} min."), ""]
     lines += [f"Students train on a fixed class-balanced subset of {s['subset']} training images "
-              f"(subset seed {s['subset_seed']}) for {s['student_epochs']} epochs, "
+              f"(subset seed {s['subset_seed']}) for {count(s['student_epochs'], 'epoch')}, "
               f"{s['image_size']} px, batch {s['batch_size']}; teachers on "
               f"{'the full 60k training split' if not s['teacher_subset'] else str(s['teacher_subset']) + ' images'} "
-              f"for {s['teacher_epochs']} epochs. Top-1 is measured on "
+              f"for {count(s['teacher_epochs'], 'epoch')}. Top-1 is measured on "
               f"{'the full 10k test split' if not s['val_subset'] else str(s['val_subset']) + ' test images'} "
               f"after the last epoch; mean ± sample std over seeds. "
               f"OFA: eps {s['eps']}, stages {s['stages']}, loss weights [gt, ofa_final] = [1, 1], ofa_branch_weight {s['w_ofa']}. "

@@ -7,8 +7,9 @@ import numpy as np
 import mindspore as ms
 
 from src.data.teacher_cache import open_teacher_cache
-from src.files import file_sha256
 from src.distill import CachedTeacher, build_distiller
+from src.files import file_sha256
+from src.logs import count
 from src.models import create_model
 
 from .checkpoint import load_model_checkpoint
@@ -110,8 +111,8 @@ def cached_teacher(cfg):
              cache.num_images, m["teacher"], params / 1e6, params * 4 / 2**20,
              "" if cfg.teacher_ckpt else "; teacher_ckpt unset, so the checkpoint was not compared")
     if cache.views < cfg.epochs:
-        log.info("teacher-output cache: %d views for %d epochs, so views repeat (every view is used before any "
-                 "repeats); teacher_cache_strict refuses this", cache.views, cfg.epochs)
+        log.info("teacher-output cache: %s for %s, so views repeat (every view is used before any repeats); "
+                 "teacher_cache_strict refuses this", count(cache.views, "view"), count(cfg.epochs, "epoch"))
     return CachedTeacher(m["teacher"], cache.num_classes, int(m["teacher_feature_dim"]), tuple(cache.outputs))
 
 
