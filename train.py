@@ -182,7 +182,7 @@ def train(cfg, stop):
         if plan.resume_path:
             epoch, step, best = read_resume_point(plan.resume_path)
             if epoch == cfg.epochs and step == 0:
-                print(f"the run in {cfg.output_dir} is finished ({count(epoch, 'epoch')} of {epoch} done, best "
+                print(f"the run in {cfg.output_dir} is finished (epoch {epoch} of {epoch} done, best "
                       f"val top-1 "
                       f"{best:.2f}); nothing to do. To train it longer: resume=auto epochs=N (N > {epoch})",
                       file=sys.stderr)

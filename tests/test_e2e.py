@@ -270,7 +270,7 @@ def test_kill_9_and_ctrl_c_mid_epoch_then_resume_give_the_uninterrupted_weights(
     # a finished run: resume=auto says so and changes nothing; a new run there is refused
     before = snapshot(broken)
     proc = run("train.py", *common, f"output_dir={broken}", "resume=auto")
-    assert "is finished (2 of 2 epochs" in proc.stderr
+    assert "is finished (epoch 2 of 2 done" in proc.stderr
     proc = run("train.py", *common, f"output_dir={broken}", check=False)
     assert proc.returncode == 2 and "already holds a run" in proc.stderr and "overwrite=true" in proc.stderr
     proc = run("train.py", *common, f"output_dir={broken}", "student=no_such_model", check=False)
