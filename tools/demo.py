@@ -36,6 +36,8 @@ TEACHER_RECIPE = os.path.join(ROOT, "configs", "fashion_mnist", "demo_teacher.ya
 STUDENT_RECIPE = os.path.join(ROOT, "configs", "fashion_mnist", "demo_student.yaml")
 METHODS = ("none", "kd", "ofa")
 ROW_TITLES = {"none": "student alone", "kd": "student + KD", "ofa": "student + OFA-KD"}
+TEACHER_TITLE = "teacher alone"
+SHORT_TITLES = {"none": "alone", "kd": "KD", "ofa": "OFA-KD"}  # in the differences printed under the table
 # train.py's progress lines: "epoch 1/4 step 20/32 loss 1.2 (gt ...) lr ... eta 0.7 min" and the epoch summary
 STEP_LINE = re.compile(r"epoch (\d+/\d+ step \d+/\d+) loss (\S+) .*(eta (?:\?|[\d.]+ (?:min|h)))")
 EPOCH_LINE = re.compile(r"epoch (\d+) done in ([\d.]+)s \(([\d.]+) img/s[^)]*\)(?:; val top1 ([\d.]+))?")
@@ -172,7 +174,7 @@ def gains(rows):
     out = {}
     for a, b in (("kd", "none"), ("ofa", "none"), ("ofa", "kd")):
         if top1.get(a) is not None and top1.get(b) is not None:
-            out[f"{METHOD_TITLES[a]} - {METHOD_TITLES[b]}"] = top1[a] - top1[b]
+            out[f"{SHORT_TITLES[a]} - {SHORT_TITLES[b]}"] = top1[a] - top1[b]
     return out
 
 
@@ -272,7 +274,7 @@ def run_demo(args):
     draw_curves(records, teacher, teacher_cfg.student, student_cfg, png)
 
     # 5. the table
-    rows = [{"what": "teacher alone", "model": teacher_cfg.student, "images": teacher_images,
+    rows = [{"what": TEACHER_TITLE, "model": teacher_cfg.student, "images": teacher_images,
              "epochs": teacher_cfg.epochs, "top1": teacher["final_top1"], "time_s": teacher["time_s"],
              "reused": teacher_reused}]
     for method in METHODS:
@@ -287,13 +289,19 @@ def run_demo(args):
     return results
 
 
+def curve_series(records, teacher):
+    """The chart's lines under the table's row names: each student per epoch, the teacher (evaluated once,
+    after its training) as a level line."""
+    series = {TEACHER_TITLE: {"reference": teacher["final_top1"]}}
+    for method in METHODS:
+        series[ROW_TITLES[method]] = {"mean": records[method]["curve"]}
+    return series
+
+
 def draw_curves(records, teacher, teacher_model, student_cfg, path):
     from tools.study_plot import draw_panels
 
-    epochs = len(records["none"]["curve"])
-    series = {"teacher (alone)": {"mean": [teacher["final_top1"]] * epochs}}
-    for method in METHODS:
-        series[METHOD_TITLES[method]] = {"mean": records[method]["curve"]}
+    series = curve_series(records, teacher)
     draw_panels([{"title": f"{teacher_model} -> {student_cfg.student}", "series": series}], path,
                 title=f"Fashion-MNIST, {student_cfg.train_subset:,} training images: test top-1")
 
