@@ -174,3 +174,19 @@ def test_counts_read_in_the_singular_for_one():
     from src.logs import count
 
     assert (count(1, "epoch"), count(3, "epoch"), count(0, "view")) == ("1 epoch", "3 epochs", "0 views")
+
+
+def test_readme_sets_up_with_two_commands_the_demo_then_the_fast_tests():
+    """Every README command that installs something: exactly two, each complete as written on a fresh clone."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        blocks = re.findall(r"```bash\n(.*?)```", f.read(), re.S)
+    installs = [line for block in blocks for line in block.splitlines() if "pip install" in line]
+    assert len(installs) == 2, installs
+    demo, tests = installs
+    assert demo.startswith("python3 -m venv .venv && .venv/bin/pip install -r requirements.txt && ")
+    assert demo.endswith("bash scripts/run_fashion_mnist_demo.sh")
+    assert tests == '.venv/bin/pip install -r requirements-test.txt && .venv/bin/python -m pytest -m "not slow"'
+    with open(os.path.join(ROOT, "requirements-test.txt"), encoding="utf-8") as f:
+        requirements = f.read().split()
+    assert "-r" in requirements and "requirements.txt" in requirements and any(r.startswith("pytest") for r in
+                                                                                requirements)

@@ -379,7 +379,8 @@ def test_cache_run_refusals_write_nothing(work, tmp_path, monkeypatch):
     _refused(work, tmp_path, lambda: build_teacher_cache(cfg, work["cache"], views=3), "already exists")
     _refused(work, tmp_path, lambda: build_teacher_cache(config(work, "color_jitter=0.4", "mixup=0.2"),
                                                          str(tmp_path / "c"), views=3),
-             "color_jitter=0.4, mixup=0.2 cannot be replayed.*teacher_cache_approx: true")
+             "color_jitter=0.4, mixup=0.2 cannot be replayed.*turn them off with color_jitter=0 mixup=0 "
+             r"\(on the cache tool's command and on every train command.*teacher_cache_approx: true")
     _refused(work, tmp_path, lambda: build_teacher_cache(cfg, str(tmp_path / "c"), views=3, topk=10),
              "--topk must be in 1..9")
     _refused(work, tmp_path, lambda: build_teacher_cache(cfg, str(tmp_path / "c"), views=0), "--views must be >= 1")

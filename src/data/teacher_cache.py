@@ -139,9 +139,11 @@ def check_replayable(cfg):
     """ValueError naming the keys when the recipe has augmentation a cache cannot replay, unless approximate."""
     keys = unreplayable_keys(cfg)
     if keys and not cfg["teacher_cache_approx"]:
+        off = " ".join(k.split("=")[0] + ("=null" if k.startswith("auto_augment=") else "=0") for k in keys)
         raise ValueError(f"teacher_cache: {', '.join(keys)} cannot be replayed from a teacher-output cache (only "
-                         f"crop and flip are); set teacher_cache_approx: true to use the teacher's outputs on the "
-                         f"cropped/flipped view (see docs/teacher_cache.md), or turn them off")
+                         f"crop and flip are); turn them off with {off} (on the cache tool's command and on "
+                         f"every train command that reads the cache), or set teacher_cache_approx: true to use "
+                         f"the teacher's outputs on the cropped/flipped view (see docs/teacher_cache.md)")
     return keys
 
 
