@@ -33,8 +33,6 @@ def setup_context(cfg, distributed=None):
 
     Returns ``(rank, group_size)``.
     """
-    if cfg.mode not in ("graph", "pynative"):
-        raise ValueError(f"mode must be 'graph' or 'pynative', got {cfg.mode!r}")
     ms.set_context(mode=ms.GRAPH_MODE if cfg.mode == "graph" else ms.PYNATIVE_MODE)
     # The device can be chosen only before the runtime starts; a second run in the same process keeps it.
     if ms.get_context("device_target") != cfg.device_target:
