@@ -3,6 +3,8 @@
 ``draw_panels``: test top-1 against epoch, one panel per pair, one line (with a min..max band) per method.
 ``draw_sweep``: final top-1 against a hyper-parameter, one line per setting, baselines as horizontal bands.
 """
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display, no GUI toolkit
@@ -43,7 +45,11 @@ def draw_panels(panels, path, title=None, y_label="test top-1 (%)", x_label="epo
     methods = list(dict.fromkeys(m for panel in panels for m in panel["series"]))
     colours = method_colours(methods)
     width, height = panel_size
-    extra = 60 + (34 if title else 0)  # legend row (and title) below / above the panels
+    # legend entries side by side as far as they fit the figure's width (about 7 px a character at size 9)
+    columns = max(1, min(len(methods), width * len(panels) // (45 + 7 * max(len(str(m)) for m in methods))))
+    rows = math.ceil(len(methods) / columns)
+    legend = 36 + 24 * rows
+    extra = legend + (34 if title else 0)  # legend rows (and title) below / above the panels
     fig, axes = plt.subplots(1, len(panels), squeeze=False,
                              figsize=(width * len(panels) / DPI, (height + extra) / DPI), dpi=DPI)
     for k, (ax, panel) in enumerate(zip(axes[0], panels)):
@@ -66,10 +72,10 @@ def draw_panels(panels, path, title=None, y_label="test top-1 (%)", x_label="epo
     references = {m for panel in panels for m, s in panel["series"].items() if "reference" in s}
     handles = [plt.Line2D([], [], color=colours[m], linewidth=1.8 if m in references else 2.5,
                           linestyle="--" if m in references else "-") for m in methods]
-    fig.legend(handles, methods, loc="lower center", ncol=len(methods), frameon=False, fontsize=9)
+    fig.legend(handles, methods, loc="lower center", ncol=columns, frameon=False, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 40 / (height + extra), 1, 1))
+    fig.tight_layout(rect=(0, (legend - 20) / (height + extra), 1, 1))
     return _save(fig, path)
 
 
