@@ -12,8 +12,8 @@ import src  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore runs an op)
 import os
 import sys
 
-from src.cli import exit_quietly, runtime_error_message, send_compile_reports_to
 from src.config import build_arg_parser, config_from_args
+from src.mindspore_process import exit_quietly, runtime_error_message, send_compile_reports_to
 
 # the config keys evaluation uses (a training config's other keys are accepted in its file, ignored here)
 EVAL_KEYS = ("device_target", "mode", "seed", "dataset", "data_dir", "image_size", "in_channels", "num_classes",
@@ -39,14 +39,14 @@ def main(argv=None):
         if not ckpt:
             raise ValueError("--checkpoint is required (a .ckpt written by train.py or tools/convert_checkpoint.py)")
         from src.data import create_dataset
-        from src.engine.builders import build_student, build_teacher, setup_context
+        from src.engine.builders import build_student, build_teacher_model, setup_context
         from src.engine.checkpoint import load_model_checkpoint
         from src.engine.evaluate import evaluate
         from src.files import write_json_atomic
 
         send_compile_reports_to(None)
         setup_context(cfg, distributed=False)
-        net = build_student(cfg) if args.model == "student" else build_teacher(cfg, load=False)
+        net = build_student(cfg) if args.model == "student" else build_teacher_model(cfg, load=False)
         load_model_checkpoint(net, ckpt, what=f"{args.model} '{name}'")
         metrics = evaluate(net, create_dataset(cfg, "val"))
         metrics.update({"model": name, "checkpoint": os.path.abspath(ckpt), "dataset": cfg.dataset})

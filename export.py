@@ -18,8 +18,8 @@ import sys
 
 import numpy as np
 
-from src.cli import exit_quietly, runtime_error_message, send_compile_reports_to
 from src.config import build_arg_parser, config_from_args
+from src.mindspore_process import exit_quietly, runtime_error_message, send_compile_reports_to
 
 FORMATS = ("MINDIR", "AIR", "ONNX")
 SUFFIX = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}

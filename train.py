@@ -20,9 +20,9 @@ import threading
 import time
 import traceback
 
-from src.cli import exit_quietly, runtime_error_message, send_compile_reports_to
 from src.config import build_arg_parser, config_from_args, save_config
-from src.logs import attach_log_file, check_log_file, log_file_only, setup_logging
+from src.logs import attach_log_file, check_log_file, count, log_file_only, setup_logging
+from src.mindspore_process import exit_quietly, runtime_error_message, send_compile_reports_to
 
 log = logging.getLogger("train")
 
@@ -198,7 +198,8 @@ def train(cfg, stop):
             state_run_id(plan.resume_path)
             epoch, step, best = (infos[plan.resume_path][k] for k in ("epoch", "step", "best_top1"))
             if epoch == cfg.epochs and step == 0:
-                print(f"the run in {cfg.output_dir} is finished ({epoch} of {epoch} epochs, best val top-1 "
+                print(f"the run in {cfg.output_dir} is finished (epoch {epoch} of {epoch} done, best "
+                      f"val top-1 "
                       f"{best:.2f}); nothing to do. To train it longer: resume=auto epochs=N (N > {epoch})",
                       file=sys.stderr)
                 return 0
@@ -239,8 +240,9 @@ def train(cfg, stop):
             # silently replace another run
             save_config({**cfg, "overwrite": False}, os.path.join(cfg.output_dir, "config.yaml"))
         send_compile_reports_to(os.path.join(cfg.output_dir, "graph_reports"))
-        log.info("%d steps per epoch, %d epochs, %d trainable student+branch parameters; %s",
-                 trainer.steps_per_epoch, cfg.epochs, sum(p.size for p in trainer.step.weights),
+        log.info("%s per epoch, %s, %d trainable student+branch parameters; %s",
+                 count(trainer.steps_per_epoch, "step"), count(cfg.epochs, "epoch"),
+                 sum(p.size for p in trainer.step.weights),
                  trainer.precision.describe())
         trainer.fit()
         if is_main:

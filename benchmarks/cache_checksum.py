@@ -19,7 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import src  # noqa: E402,F401  first: caps oneDNN at AVX2 before MindSpore loads
-from src.cli import int_range  # noqa: E402
+from src.flags import int_range  # noqa: E402
 
 import numpy as np  # noqa: E402
 

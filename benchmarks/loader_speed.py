@@ -27,7 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import src  # noqa: E402,F401  first: caps oneDNN at AVX2 before MindSpore loads
-from src.cli import OneLineParser, int_range  # noqa: E402
+from src.flags import OneLineParser, int_range  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -42,7 +42,7 @@ SETTINGS = {"1": (1, False), "2": (2, False), "2mp": (2, True)}
 
 
 def build_arg_parser():
-    p = OneLineParser(description="Time our image-folder loader against MindSpore's ImageFolderDataset.")
+    p = OneLineParser(prog="python -m benchmarks loader", description="Time our image-folder loader against MindSpore's ImageFolderDataset.")
     p.add_argument("--images", type=int_range(1), default=200, help="train images written (spread over the classes)")
     p.add_argument("--width", type=int_range(1), default=500)
     p.add_argument("--height", type=int_range(1), default=375)

@@ -33,11 +33,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import src  # noqa: E402,F401  first: caps oneDNN at AVX2 before MindSpore loads
-from src.cli import OneLineParser, int_range  # noqa: E402
+from src.flags import OneLineParser, int_range  # noqa: E402
 
 
 def build_arg_parser():
-    p = OneLineParser(description="train.py's epoch images/s vs the bare step's, alternated in one process.")
+    p = OneLineParser(prog="python -m benchmarks loop", description="train.py's epoch images/s vs the bare step's, alternated in one process.")
     p.add_argument("--teacher", default="resnet10")
     p.add_argument("--student", default="vit_p4_pico")
     p.add_argument("--distiller", default="ofa")
@@ -79,7 +79,7 @@ def main(argv=None):
     import mindspore as ms
 
     from src.config import load_config
-    from src.engine.builders import build_teacher, setup_context
+    from src.engine.builders import build_teacher_model, setup_context
     from src.engine.checkpoint import save_atomic
     from src.engine.trainer import Trainer
 
@@ -93,7 +93,7 @@ def main(argv=None):
     setup_context(cfg, distributed=False)
     if args.distiller != "none":
         teacher_ckpt = os.path.join(work, "teacher.ckpt")
-        save_atomic(build_teacher(cfg, load=False), teacher_ckpt)
+        save_atomic(build_teacher_model(cfg, load=False), teacher_ckpt)
         cfg.teacher_ckpt = teacher_ckpt
 
     reads = HostReads()

@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import src  # noqa: E402,F401  first: caps oneDNN at AVX2 before MindSpore loads (100x slower convs otherwise)
-from src.cli import OneLineParser, int_range  # noqa: E402
+from src.flags import OneLineParser, int_range  # noqa: E402
 
 import numpy as np  # noqa: E402
 

@@ -25,7 +25,6 @@ import shutil
 import tempfile
 
 CATEGORIES = ("layernorm", "gelu", "depthwise_conv", "matmul", "softmax", "other")
-KERNEL_CATEGORIES = ("layernorm", "gelu", "depthwise_conv", "matmul", "softmax")
 _DEPTHWISE_SCOPE = re.compile(r"dwconv|depthwise", re.IGNORECASE)
 _GELU_SCOPE = re.compile(r"gelu", re.IGNORECASE)
 _SOFTMAX_SCOPE = re.compile(r"softmax", re.IGNORECASE)  # also MindSpore's expanded softmax gradient

@@ -25,7 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import src  # noqa: E402,F401  first: caps oneDNN at AVX2 before MindSpore loads (100x slower convs otherwise)
-from src.cli import OneLineParser, float_range, int_range  # noqa: E402
+from src.flags import OneLineParser, float_range, int_range  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -36,7 +36,7 @@ from src.config import load_config  # noqa: E402
 from src.distill import DISTILLERS, CachedTeacher  # noqa: E402
 from src.distill.losses import cross_entropy, ofa_loss  # noqa: E402
 from benchmarks.report import run_and_report  # noqa: E402
-from src.engine.builders import build_run_distiller, build_student, build_teacher, build_train_step  # noqa: E402
+from src.engine.builders import build_run_distiller, build_student, build_teacher_model, build_train_step  # noqa: E402
 
 MODES = ("graph", "pynative")
 # a timed step this much slower than the median (and at least OUTLIER_EXTRA_S slower) looks like a recompile
@@ -51,7 +51,7 @@ STEP_NAMES = tuple(DISTILLERS) + tuple(d + CACHED for d in DISTILLERS if d != "n
 
 
 def build_arg_parser():
-    p = OneLineParser(description="Time full OFA-KD training steps on random data.")
+    p = OneLineParser(prog="python -m benchmarks step", description="Time full OFA-KD training steps on random data.")
     p.add_argument("--teacher", default="deit_tiny", help="teacher model name")
     p.add_argument("--student", default="resnet18", help="student model name")
     p.add_argument("--distiller", default="ofa", choices=tuple(DISTILLERS), help="distillation method")
@@ -133,7 +133,7 @@ def build(args, name=None):
     cfg = bench_config(args, name, family=student.family)
     teacher = None
     if cfg.distiller != "none":
-        teacher = build_teacher(cfg, load=False)  # random weights: the speed does not depend on them
+        teacher = build_teacher_model(cfg, load=False)  # random weights: the speed does not depend on them
         if name.endswith(CACHED):
             teacher = CachedTeacher(cfg.teacher, cfg.num_classes, int(teacher.feature_dim))
     distiller = build_run_distiller(cfg, student, teacher)

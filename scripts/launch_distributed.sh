@@ -118,6 +118,9 @@ if [ "$DRY_RUN" = 1 ]; then
   echo "would run: ${cmd[*]}"
   exit 0
 fi
+# msrun's own INFO/WARNING lines and the workers' MindSpore warnings stay in the logs, off the console
+# (GLOG_v=3: errors only), unless GLOG_v is set already
+export GLOG_v=${GLOG_v:-3}
 status=0
 "${cmd[@]}" || status=$?
 echo "logs in $LOG_DIR"

@@ -9,7 +9,8 @@ USAGE="Usage: bash scripts/run_distribute_train.sh [--dry_run] DEVICES_PER_NODE 
        two nodes: the same command on each, with --nodes 2 --node_rank 0|1 --master_addr NODE0_IP before 8
   --dry_run prints every worker's rank, device and log, then stops. Relative paths are the caller's.
   Environment: MASTER_PORT (default 8118), CLUSTER_TIMEOUT (seconds the nodes wait for each other, default 300),
-  LOG_DIR (per-worker logs, default ./msrun_log), PYTHON (default: the project's .venv, else python3)."
+  LOG_DIR (per-worker logs, default ./msrun_log), GLOG_v (MindSpore and msrun log level on the console,
+  default 3: errors only), PYTHON (default: the project's .venv, else python3)."
 source "$(dirname "$0")/common.sh"
 ENTRY=train.py
 ENTRY_ARGS=(distribute=true)

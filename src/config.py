@@ -15,8 +15,8 @@ interchangeable in names, values are parsed as YAML. An unknown key, a value of 
 missing required key raises ``ValueError`` with one line naming the key, where it came from and what
 is allowed.
 
-After validation the dataset-dependent keys are filled in: ``num_classes`` (from the dataset, except
-for ``imagefolder`` where it is required) and ``mean``/``std`` (per-dataset defaults, 0..1 scale,
+After validation the dataset-dependent keys are filled in: ``num_classes`` (from the dataset; for
+``imagefolder`` the class folders under ``data_dir/train`` are counted) and ``mean``/``std`` (per-dataset defaults, 0..1 scale,
 one value per input channel; the grayscale value of RGB defaults when ``in_channels`` is 1).
 """
 import argparse
@@ -33,7 +33,9 @@ from src.files import write_text_atomic
 DEVICE_TARGETS = ("auto", "CPU", "GPU", "Ascend")
 MODES = ("graph", "pynative")
 DATASETS = ("imagefolder", "cifar100", "cifar10", "fashion_mnist", "mnist", "fake")
-DISTILLERS = ("ofa", "kd", "dist", "dkd", "rsd", "ofa+rsd", "none")
+# the distillation methods (key 'distiller') and their classes in src/distill/distillers.py
+DISTILLERS = {"ofa": "OFADistiller", "kd": "KDDistiller", "dist": "DISTDistiller", "dkd": "DKDDistiller",
+              "rsd": "RSDDistiller", "ofa+rsd": "OFARSDDistiller", "none": "StudentOnly"}
 OPTIMIZERS = ("sgd", "adamw", "lamb")
 SCHEDULERS = ("cosine", "step")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
@@ -44,7 +46,7 @@ AUTO_AUGMENT_PREFIXES = ("randaug", "rand", "autoaug", "3a", "trivialaugwide", "
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# num_classes=None means "count the class folders" (the config then requires the key).
+# num_classes=None means "count the class folders" (under data_dir/train).
 DATASET_INFO = {
     "imagefolder": dict(num_classes=None, mean=IMAGENET_MEAN, std=IMAGENET_STD),
     "cifar100": dict(num_classes=100, mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762)),
@@ -91,7 +93,7 @@ KEYS = {
     "data_dir": _k("str", None, "dataset root (required unless dataset is fake)", nullable=True),
     "image_size": _k("int", 224, "network input size; low-resolution sets are resized to it"),
     "in_channels": _k("int", 3, "network input channels: 3 (RGB; grayscale sets are repeated), or 1 (images made gray)", choices=(1, 3)),
-    "num_classes": _k("int", None, "classes; null = the dataset's (required for imagefolder)", nullable=True),
+    "num_classes": _k("int", None, "classes; null = the dataset's (imagefolder: its class folders counted)", nullable=True),
     "batch_size": _k("int", 128, "batch size per device"),
     "val_batch_size": _k("int", None, "val batch size per device, null = batch_size", nullable=True),
     "num_workers": _k("int", 4, "parallel workers of the data pipeline"),
@@ -122,11 +124,15 @@ KEYS = {
     "student": _k("str", None, "student model name (required)", nullable=True),
     "teacher": _k("str", None, "teacher model name (required unless distiller is none)", nullable=True),
     "teacher_ckpt": _k("str", None, "MindSpore checkpoint of the teacher", nullable=True),
-    "distiller": _k("str", "ofa", "distillation method; none trains the student alone", choices=DISTILLERS),
+    "distiller": _k("str", "ofa", "distillation method; none trains the student alone", choices=tuple(DISTILLERS)),
     "stages": _k("int_list", [1, 2, 3, 4], "student stages that get an OFA exit branch"),
     "eps": _k("float_list", [1.0], "OFA exponent: one value, or one per stage plus one for the final logits"),
-    "temperature": _k("float", 1.0, "distillation temperature (OFA, KD, DKD, DIST tau)"),
-    "loss_weights": _k("float_list", [1.0, 1.0, 1.0], "weights of the gt, kd and ofa terms", length=3),
+    "temperature": _k("float", 1.0, "distillation temperature (OFA, KD, DKD, and DIST's tau)"),
+    "loss_weights": _k("float_list", [1.0, 1.0], "weights of the ground-truth term and of the distillation term on "
+                       "the final logits (KD's, DIST's, DKD's, OFA's ofa_final); a third entry is the old spelling "
+                       "of ofa_branch_weight, read only when that key is null"),
+    "ofa_branch_weight": _k("float", None, "weight of OFA's exit-branch terms (ofa_branches); null = the third "
+                            "entry of loss_weights if it has one, else 1", nullable=True),
     "dist_beta": _k("float", 1.0, "DIST inter-class weight"),
     "dist_gamma": _k("float", 1.0, "DIST intra-class weight"),
     "dkd_alpha": _k("float", 1.0, "DKD target-class weight"),
@@ -366,6 +372,16 @@ def _per_channel(name, values, channels, where, default=False):
     _fail(name, where, f"needs 1 or {channels} values (in_channels={channels}), got {values}")
 
 
+def count_class_folders(data_dir):
+    """Class folders of an image-folder dataset: sub-folders of ``data_dir/train`` (else ``val``), hidden ones
+    not counted, as ``src/data/folder.py`` reads them; 0 when there is none."""
+    for split in ("train", "val"):
+        folder = os.path.join(data_dir or "", split)
+        if data_dir and os.path.isdir(folder):
+            return sum(1 for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    return 0
+
+
 def validate_config(values, where=None, origin="config", for_training=True):
     """Range and cross-key checks; fills dataset defaults. ``values`` must hold every key.
 
@@ -436,10 +452,24 @@ def validate_config(values, where=None, origin="config", for_training=True):
         _fail("teacher_cache", where, "needs a distiller (distiller is none: there is no teacher to replace)")
     if len(cfg["eps"]) not in (1, len(stages) + 1):
         _fail("eps", where, f"needs 1 value or {len(stages) + 1} (one per stage + final logits), got {cfg['eps']}")
+    if not all(e > 0 for e in cfg["eps"]):
+        _fail("eps", where, f"entries must be > 0 (eps=0 gives the target class no weight at all), got {cfg['eps']}")
+    weights = cfg["loss_weights"]
+    if len(weights) not in (2, 3) or not all(w >= 0 for w in weights):
+        _fail("loss_weights", where, f"must be 2 numbers >= 0 (ground truth, distillation), or 3 with the old "
+                                     f"third entry for ofa_branch_weight, got {weights}")
+    if cfg["ofa_branch_weight"] is None:  # an old config's third entry; the key of its own wins when set
+        cfg["ofa_branch_weight"] = weights[2] if len(weights) == 3 else 1.0
+    elif cfg["ofa_branch_weight"] < 0:
+        _fail("ofa_branch_weight", where, f"must be >= 0, got {cfg['ofa_branch_weight']}")
+    cfg["loss_weights"] = weights[:2]
 
     info = DATASET_INFO[dataset]
     if info["num_classes"] is None:
-        require("num_classes", "the number of class folders of the imagefolder dataset")
+        if cfg["num_classes"] is None:
+            cfg["num_classes"] = count_class_folders(cfg["data_dir"]) or None
+        require("num_classes", "the number of classes: none counted, as data_dir has no train/ (or val/) with "
+                               "class folders")
     elif cfg["num_classes"] is None:
         cfg["num_classes"] = info["num_classes"]
     elif dataset != "fake" and cfg["num_classes"] != info["num_classes"]:

@@ -2,7 +2,8 @@
 
 ``atomic_output(path)`` hands out a temporary path next to ``path``. Whatever writes it (``open``,
 MindSpore's checkpoint writer, ``ms.export``) writes there; only a complete, fsync'ed file replaces
-``path``, by a rename. A failure or an interruption removes the partial file and leaves the previous
+``path``, by a rename, with the mode a new file gets under the user's umask (0644 under umask 022).
+A failure or an interruption removes the partial file and leaves the previous
 ``path`` as it was. A kill -9 cannot run any clean-up: the next run removes the partial files of its
 folder with ``remove_partial_files``.
 
@@ -37,6 +38,13 @@ def _fsync(path, directory=False):
         os.close(fd)
 
 
+def _umask():
+    """The process's umask (reading it means setting it: put it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _remove_quietly(path):
     try:
         os.remove(path)
@@ -61,6 +69,8 @@ def atomic_output(path):
         yield tmp
         if not os.path.isfile(tmp):
             raise OSError(errno.ENOENT, "the writer produced no file")
+        # MindSpore's checkpoint and export writers leave their file read-only for the owner (0400)
+        os.chmod(tmp, 0o666 & ~_umask())
         _fsync(tmp)
         os.replace(tmp, path)
         _fsync(folder, directory=True)
@@ -103,8 +113,10 @@ def write_json_atomic(path, data):
     return write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
-def file_sha256(path):
-    """SHA-256 of a file, read in chunks."""
+def file_sha256(path, what="file"):
+    """SHA-256 of a file, read in chunks; a missing one is a one-line ``ValueError`` naming it as ``what``."""
+    if not path or not os.path.isfile(path):
+        raise ValueError(f"{what} '{path}' does not exist")
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):

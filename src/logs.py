@@ -136,3 +136,8 @@ def log_file_only(message, level=logging.ERROR):
     record = logging.LogRecord("train", level, __file__, 0, message, None, None)
     handler.handle(record)
     return handler.failure is None
+
+
+def count(number, noun):
+    """``count(1, "epoch")`` is "1 epoch", ``count(3, "epoch")`` "3 epochs" (nouns whose plural adds an s)."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

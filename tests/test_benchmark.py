@@ -194,3 +194,17 @@ def test_train_step_skips_the_update_on_non_finite_gradients():
         assert any(not np.array_equal(p.asnumpy(), before[p.name]) for p in student.trainable_params())
     finally:
         ms.set_context(mode=mode)
+
+
+def test_benchmarks_help_lists_every_mode_under_its_own_name(capsys):
+    from benchmarks.__main__ import MODES, main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m benchmarks ") and "__main__" not in out
+    assert all(f"\n  {mode} " in out for mode in ("step", "model", "loader", "loop")) and len(MODES) == 4
+    for mode in MODES:
+        with pytest.raises(SystemExit) as done:
+            main([mode, "--help"])
+        assert done.value.code == 0
+        assert capsys.readouterr().out.startswith(f"usage: python -m benchmarks {mode} "), mode

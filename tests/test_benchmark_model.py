@@ -60,8 +60,9 @@ def test_tiny_model_forward_report_with_timm_and_profile(tmp_path):
 def test_modes_dispatch_and_errors_are_one_line(capsys):
     from benchmarks.__main__ import main
 
+    # (a bare --help lists the modes: tests/test_benchmark.py)
     for argv, expected, absent in ((["model", "--help"], "--model", "--teacher"), (["step", "--help"], "--teacher", None),
-                                   (["--help"], "--teacher", None)):  # no mode: the step benchmark, as before
+                                   (["--teacher", "deit_tiny", "--help"], "--student", None)):  # no mode: step
         with pytest.raises(SystemExit) as done:
             main(argv)
         out = capsys.readouterr().out

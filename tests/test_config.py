@@ -232,3 +232,34 @@ def test_precision_is_float32_on_cpu_and_the_reference_amp_on_accelerators():
     static = resolve_precision(load_config(None, MINIMAL + ["amp_level=O2", "loss_scale_type=static",
                                                             "loss_scale=128"]))
     assert (static.amp_level, static.loss_scale_type, static.loss_scale) == ("O2", "static", 128.0)
+
+
+def test_image_folder_classes_are_counted_from_the_train_folders(tmp_path):
+    for name in ("cat", "dog", "fox", ".cache"):  # a hidden folder is not a class
+        os.makedirs(tmp_path / "train" / name)
+    (tmp_path / "train" / "notes.txt").write_text("not a class")
+    cfg = load_config(None, ["student=resnet18", "distiller=none", "dataset=imagefolder", f"data_dir={tmp_path}"])
+    assert cfg.num_classes == 3
+    given = load_config(None, ["student=resnet18", "distiller=none", "dataset=imagefolder", f"data_dir={tmp_path}",
+                               "num_classes=5"])
+    assert given.num_classes == 5  # a value given is kept; the reader then names the mismatch
+
+
+def test_ofa_branch_weight_has_its_own_key_and_old_three_weights_still_read(tmp_path):
+    base = ["student=resnet18", "teacher=resnet18", "dataset=fake"]
+    assert load_config(None, base).ofa_branch_weight == 1.0
+    old = load_config(write(tmp_path / "old.yaml", "loss_weights: [1.0, 0.5, 0.1]\n"), base)
+    assert old.loss_weights == [1.0, 0.5] and old.ofa_branch_weight == 0.1
+    both = load_config(write(tmp_path / "both.yaml", "loss_weights: [1.0, 0.5, 0.1]\nofa_branch_weight: 0.3\n"), base)
+    assert both.loss_weights == [1.0, 0.5] and both.ofa_branch_weight == 0.3  # the key of its own wins
+    save_config(old, str(tmp_path / "resolved.yaml"))  # the resolved form reads back the same
+    assert load_config(str(tmp_path / "resolved.yaml")).ofa_branch_weight == 0.1
+
+
+def test_eps_zero_is_refused_when_the_config_is_read(tmp_path):
+    path = write(tmp_path / "c.yaml", "student: resnet18\nteacher: resnet18\ndataset: fake\neps: [1.0, 0.0]\n"
+                                      "stages: [4]\n")
+    with pytest.raises(ValueError) as excinfo:
+        load_config(path)
+    message = one_line_error(excinfo)
+    assert path in message and "'eps'" in message and "eps=0" in message

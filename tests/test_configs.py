@@ -1,6 +1,7 @@
 """Every shipped config loads, names registered models, and matches the recipe it claims."""
 import glob
 import os
+import re
 
 import pytest
 
@@ -28,7 +29,7 @@ def test_pair_config_loads_and_names_registered_models(path, tmp_path):
     assert cfg.student in list_models() and cfg.teacher in list_models()
     assert cfg.distiller == "ofa" and cfg.image_size == 224
     if "/cifar100/" in path:
-        assert cfg.num_classes == 100 and cfg.epochs == 300 and cfg.loss_weights == [1.0, 1.0, 0.1]
+        assert cfg.num_classes == 100 and cfg.epochs == 300 and cfg.loss_weights == [1.0, 1.0] and cfg.ofa_branch_weight == 0.1
     else:
         assert cfg.num_classes == 1000 and cfg.eps == [1.5]
     expected_opt = "sgd" if cfg.student in ("resnet18", "resnet34", "mobilenetv1", "mobilenetv2_100") else "adamw"
@@ -45,3 +46,14 @@ def test_fashion_mnist_configs_load(path):
     extra = ["student=vit_p4_pico", "teacher=resnet10"] if os.path.basename(path).startswith("study_") else []
     cfg = load_config(path, extra)
     assert cfg.dataset == "fashion_mnist" and cfg.student in list_models()
+
+
+def test_the_configs_page_names_only_config_files_that_exist():
+    with open(os.path.join(ROOT, "docs", "configs.md"), encoding="utf-8") as f:
+        text = f.read()
+    start = text.index("configs/\n")
+    tree = text[start:text.index("```", start)]  # the folder tree at the top of the page
+    shipped = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)}
+    named = set(re.findall(r"[\w.]+\.yaml", tree))
+    assert {"demo_teacher.yaml", "demo_student.yaml"} <= named
+    assert named <= shipped, sorted(named - shipped)

@@ -1,4 +1,5 @@
 """The Fashion-MNIST demo (tools/demo.py, scripts/run_fashion_mnist_demo.sh): its helpers, and a tiny run end to end."""
+import argparse
 import json
 import os
 import subprocess
@@ -27,7 +28,7 @@ def test_format_table_has_a_row_per_model_and_marks_reused_runs():
     assert lines[2] == "| teacher alone | `resnet10` | 10,000 | 2 | 84.12 % | 1.5 min (reused) |"
     assert lines[5].startswith("| student + OFA-KD | `resmlp_p4_pico` | 2,000 | 4 | - | 0.8 min")
     assert all(line.count("|") == lines[0].count("|") for line in lines)
-    assert demo.gains(rows) == {"KD - scratch": pytest.approx(1.5)}  # OFA has no top-1: no OFA difference
+    assert demo.gains(rows) == {"KD - alone": pytest.approx(1.5)}  # OFA has no top-1: no OFA difference
 
 
 def test_progress_lines_are_shortened_with_their_eta():
@@ -108,3 +109,26 @@ def test_demo_script_prints_the_table_and_writes_curves_and_mindir(tmp_path):
     again = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("(reused) |") == 4 and "cache: reusing" in again.stdout
+
+
+def test_the_chart_names_its_lines_as_the_table_does_and_draws_the_teacher_level(tmp_path, monkeypatch):
+    from tools import study_plot
+
+    records = {m: {"curve": [40.0 + i, 50.0 + i, 55.0 + i]} for i, m in enumerate(demo.METHODS)}
+    series = demo.curve_series(records, {"final_top1": 79.3})
+    rows = demo.format_table([{"what": title, "model": "m", "images": 1, "epochs": 3, "top1": 1.0, "time_s": 1}
+                              for title in series])
+    assert list(series) == ["teacher alone", "student alone", "student + KD", "student + OFA-KD"]
+    assert [row.split("|")[1].strip() for row in rows[2:]] == list(series)
+    figures = []
+    monkeypatch.setattr(study_plot.plt, "close", figures.append)  # keep the figure to look at its lines
+    demo.draw_curves(records, {"final_top1": 79.3}, "resnet10", argparse.Namespace(student="s", train_subset=9),
+                     str(tmp_path / "curves.png"))
+    ax = figures[0].axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    teacher = lines["teacher alone"]
+    assert set(teacher.get_ydata()) == {79.3} and teacher.get_marker() in ("None", "", None)
+    assert teacher.get_linestyle() == "--" and list(teacher.get_xdata()) == [0, 1]  # across the axes
+    assert list(lines["student + OFA-KD"].get_ydata()) == [42.0, 52.0, 57.0]
+    legend = [text.get_text() for text in figures[0].legends[0].get_texts()]
+    assert legend == list(series)

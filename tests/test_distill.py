@@ -4,6 +4,7 @@ import pytest
 
 import mindspore as ms
 
+from src.config import load_config
 from src.distill import build_distiller
 from src.engine import DistillTrainStep, create_optimizer, param_groups
 from src.models import create_model
@@ -89,11 +90,11 @@ def test_ofa_terms_follow_weights_and_stage_subset():
     x, y = batch()
     ms.set_seed(3)
     d1 = build_distiller("ofa", student, teacher, num_classes=CLASSES, stages=(2, 4), eps=(1.0, 1.2, 1.5),
-                         loss_weights=(1.0, 1.0, 1.0))
+                         loss_weights=(1.0, 1.0), branch_weight=1.0)
     assert len(d1.branches) == 2 and d1.branch_eps == (1.0, 1.2) and d1.final_eps == 1.5
     d1.set_train(False)
     _, t1 = d1(x, y)
-    d1.w_gt, d1.w_kd, d1.w_ofa = 0.5, 2.0, 0.1
+    d1.w_gt, d1.w_final, d1.w_branch = 0.5, 2.0, 0.1
     _, t2 = d1(x, y)
     np.testing.assert_allclose(t2.asnumpy(), t1.asnumpy() * np.array([0.5, 2.0, 0.1]), rtol=1e-5)
 
@@ -111,18 +112,19 @@ def test_soft_labels_give_same_ofa_terms_as_their_argmax():
     np.testing.assert_allclose(soft_terms.asnumpy()[1:], hard_terms.asnumpy()[1:], rtol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(stages=(0, 2)), "stages"),
-    (dict(stages=(1, 5)), "stages"),
-    (dict(stages=(1, 2), eps=(1.0, 1.0)), "eps must have"),
-    (dict(loss_weights=(1.0, 1.0)), "loss_weights"),
-    (dict(eps=(-1.0,)), "eps"),
+@pytest.mark.parametrize("override,match", [
+    ("stages=[0, 2]", "key 'stages' must be distinct stage numbers"),
+    ("stages=[1, 5]", "key 'stages' must be distinct stage numbers"),
+    ("eps=[1.0, 1.0]", "key 'eps' needs 1 value or 5"),
+    ("eps=[-1.0]", "key 'eps' entries must be > 0"),
+    ("eps=0", r"key 'eps' entries must be > 0 \(eps=0"),
+    ("loss_weights=[1.0]", "key 'loss_weights' must be 2 numbers"),
+    ("ofa_branch_weight=-0.5", "key 'ofa_branch_weight' must be >= 0"),
+    ("temperature=0", "key 'temperature' must be > 0"),
 ])
-def test_ofa_bad_arguments_fail_at_build_time(kwargs, match):
-    teacher = create_model("resnet18", num_classes=CLASSES, image_size=SIZE)
-    student = create_model("resnet18", num_classes=CLASSES, image_size=SIZE)
+def test_bad_distiller_keys_are_refused_by_the_config_before_anything_is_built(override, match):
     with pytest.raises(ValueError, match=match):
-        build_distiller("ofa", student, teacher, num_classes=CLASSES, **kwargs)
+        load_config(None, ["dataset=fake", "student=resnet10", "teacher=resnet10", override])
 
 
 def test_class_count_mismatch_and_unknown_names():

@@ -95,7 +95,7 @@ def test_a_failed_graph_compile_is_one_line_with_its_report_outside_the_working_
     import mindspore as ms
     from mindspore import nn
 
-    from src.cli import runtime_error_message, send_compile_reports_to
+    from src.mindspore_process import runtime_error_message, send_compile_reports_to
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MS_OM_PATH", raising=False)
@@ -107,3 +107,86 @@ def test_a_failed_graph_compile_is_one_line_with_its_report_outside_the_working_
     assert "\n" not in message and message.startswith("graph compile failed: ") and "Conv2D" in message
     assert str(tmp_path / "reports") in message
     assert os.listdir(tmp_path) == ["reports"]  # nothing in the working directory itself
+
+
+def test_eval_of_the_teacher_of_a_run_trained_from_a_teacher_cache(tmp_path):
+    """The config a cached run saved names ``teacher_cache``; ``--model teacher`` still evaluates the teacher
+    network (the cache stand-in has no weights to load)."""
+    import json
+
+    import mindspore as ms
+
+    sys.path.insert(0, ROOT)
+    import eval as eval_entry
+    from src.config import load_config, save_config
+    from src.engine.checkpoint import save_atomic
+    from src.models import create_model
+
+    ms.set_seed(0)
+    teacher_ckpt = str(tmp_path / "teacher.ckpt")
+    save_atomic(create_model("resnet10", num_classes=10, image_size=16), teacher_ckpt)
+    run_cfg = load_config(None, ["dataset=fake", "fake_samples=8", "num_classes=10", "image_size=16", "batch_size=4",
+                                 "num_workers=1", "student=vit_p4_pico", "teacher=resnet10", "color_jitter=0",
+                                 f"teacher_ckpt={teacher_ckpt}", f"teacher_cache={tmp_path / 'cache'}"])
+    save_config(run_cfg, str(tmp_path / "config.yaml"))
+    out = tmp_path / "teacher_eval.json"
+    assert eval_entry.main(["--config", str(tmp_path / "config.yaml"), "--model", "teacher",
+                            "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["model"] == "resnet10" and metrics["num_samples"] == 8
+    assert metrics["checkpoint"] == teacher_ckpt
+
+
+def test_a_missing_teacher_checkpoint_says_how_to_train_one():
+    from src.config import load_config
+    from src.engine.builders import build_teacher_model
+
+    cfg = load_config(None, ["dataset=fake", "num_classes=10", "image_size=16", "student=vit_p4_pico",
+                             "teacher=resnet10"])
+    with pytest.raises(ValueError) as excinfo:
+        build_teacher_model(cfg)
+    message = str(excinfo.value)
+    assert "'teacher_ckpt'" in message and "distiller=none student=resnet10" in message
+    assert "tools/convert_checkpoint.py" in message and "\n" not in message
+
+
+def test_msrun_is_started_with_its_info_and_warning_lines_off_the_console(tmp_path):
+    """A stand-in msrun on PATH records the log level it was given and its arguments."""
+    fake = tmp_path / "bin" / "msrun"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\necho \"$GLOG_v $@\" > {tmp_path / 'called'}\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    config = tmp_path / "run.yaml"
+    config.write_text("student: resnet10\n")
+    env = {k: v for k, v in os.environ.items() if k != "GLOG_v"}
+    env.update(PATH=f"{fake.parent}{os.pathsep}{env['PATH']}", LOG_DIR=str(tmp_path / "logs"))
+    script = os.path.join(ROOT, "scripts", "run_distribute_train.sh")
+    proc = subprocess.run(["bash", script, "2", str(config)], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    called = (tmp_path / "called").read_text().split()
+    assert called[0] == "3" and "--worker_num=2" in called and "train.py" in called
+    env["GLOG_v"] = "1"  # asked for: kept
+    subprocess.run(["bash", script, "2", str(config)], capture_output=True, text=True, timeout=60, env=env)
+    assert (tmp_path / "called").read_text().split()[0] == "1"
+
+
+def test_counts_read_in_the_singular_for_one():
+    from src.logs import count
+
+    assert (count(1, "epoch"), count(3, "epoch"), count(0, "view")) == ("1 epoch", "3 epochs", "0 views")
+
+
+def test_readme_sets_up_with_two_commands_the_demo_then_the_fast_tests():
+    """Every README command that installs something: exactly two, each complete as written on a fresh clone."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        blocks = re.findall(r"```bash\n(.*?)```", f.read(), re.S)
+    installs = [line for block in blocks for line in block.splitlines() if "pip install" in line]
+    assert len(installs) == 2, installs
+    demo, tests = installs
+    assert demo.startswith("python3 -m venv .venv && .venv/bin/pip install -r requirements.txt && ")
+    assert demo.endswith("bash scripts/run_fashion_mnist_demo.sh")
+    assert tests == '.venv/bin/pip install -r requirements-test.txt && .venv/bin/python -m pytest -m "not slow"'
+    with open(os.path.join(ROOT, "requirements-test.txt"), encoding="utf-8") as f:
+        requirements = f.read().split()
+    assert "-r" in requirements and "requirements.txt" in requirements and any(r.startswith("pytest") for r in
+                                                                                requirements)

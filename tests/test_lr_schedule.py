@@ -56,14 +56,6 @@ def test_no_warm_up_and_constant():
     assert lr_schedule("constant", 0.3, 0.0, 2, 2, warmup_epochs=1, warmup_lr=0.1) == [0.1, 0.2, 0.3, 0.3]
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(scheduler="poly"), "scheduler"),
-    (dict(epochs=0), "at least one epoch"),
-    (dict(warmup_epochs=-1), "warmup_epochs"),
-    (dict(scheduler="step", decay_epochs=0), "decay_epochs"),
-])
-def test_bad_arguments(kwargs, match):
-    args = dict(scheduler="cosine", lr=0.1, min_lr=0.0, epochs=3, steps_per_epoch=2)
-    args.update(kwargs)
-    with pytest.raises(ValueError, match=match):
-        lr_schedule(**args)
+def test_an_unknown_schedule_is_refused():
+    with pytest.raises(ValueError, match="scheduler"):
+        lr_schedule("poly", 0.1, 0.0, 3, 2)

@@ -1,10 +1,10 @@
 """BEiT v2: parameter counts, names, relative position index, stage shapes, NumPy forward parity, graph mode."""
-import math
 
 import numpy as np
 import pytest
 from mindspore import Tensor
 
+from helpers import np_gelu, np_layer_norm, np_softmax, to_torch_name
 from src.models import create_model
 from src.models.beit import Beit, relative_position_index
 
@@ -35,13 +35,6 @@ def timm_param_names(depth):
     return names | {f"blocks.{n}.{key}" for n in range(depth) for key in block_keys}
 
 
-def to_torch_name(name):
-    """Our LayerNorm parameters are gamma/beta; timm's are weight/bias (gamma_1/gamma_2 are layer scale)."""
-    if name.endswith(".gamma"):
-        return name[:-len("gamma")] + "weight"
-    if name.endswith(".beta"):
-        return name[:-len("beta")] + "bias"
-    return name
 
 
 @pytest.mark.parametrize("name,embed_dim,depth,heads,timm_millions", [
@@ -110,19 +103,10 @@ def test_relative_position_index(grid):
     assert len(np.unique(index)) == (2 * grid[0] - 1) * (2 * grid[1] - 1) + 3
 
 
-def layer_norm(x, weight, bias, eps=1e-6):
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * weight + bias
 
 
-def gelu(x):
-    return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
 
 
-def softmax(x):
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
 
 
 def beit_reference(x, p, depth, num_heads, patch, stage_blocks):
@@ -139,20 +123,20 @@ def beit_reference(x, p, depth, num_heads, patch, stage_blocks):
     stages = []
     for k in range(depth):
         q = f"blocks.{k}."
-        y = layer_norm(x, p[q + "norm1.weight"], p[q + "norm1.bias"])
+        y = np_layer_norm(x, p[q + "norm1.weight"], p[q + "norm1.bias"])
         qkv_bias = np.concatenate([p[q + "attn.q_bias"], np.zeros(e), p[q + "attn.v_bias"]])
         qkv = (y @ p[q + "attn.qkv.weight"].T + qkv_bias).reshape(b, n, 3, num_heads, hd).transpose(2, 0, 3, 1, 4)
         attn = (qkv[0] * hd ** -0.5) @ qkv[1].transpose(0, 1, 3, 2)
         attn = attn + p[q + "attn.relative_position_bias_table"][index].transpose(2, 0, 1)[None]
-        y = (softmax(attn) @ qkv[2]).transpose(0, 2, 1, 3).reshape(b, n, e)
+        y = (np_softmax(attn) @ qkv[2]).transpose(0, 2, 1, 3).reshape(b, n, e)
         y = y @ p[q + "attn.proj.weight"].T + p[q + "attn.proj.bias"]
         x = x + p[q + "gamma_1"] * y
-        y = layer_norm(x, p[q + "norm2.weight"], p[q + "norm2.bias"])
-        y = gelu(y @ p[q + "mlp.fc1.weight"].T + p[q + "mlp.fc1.bias"])
+        y = np_layer_norm(x, p[q + "norm2.weight"], p[q + "norm2.bias"])
+        y = np_gelu(y @ p[q + "mlp.fc1.weight"].T + p[q + "mlp.fc1.bias"])
         x = x + p[q + "gamma_2"] * (y @ p[q + "mlp.fc2.weight"].T + p[q + "mlp.fc2.bias"])
         if k + 1 in stage_blocks:
             stages.append(x)
-    pooled = layer_norm(x[:, 1:].mean(1), p["fc_norm.weight"], p["fc_norm.bias"])
+    pooled = np_layer_norm(x[:, 1:].mean(1), p["fc_norm.weight"], p["fc_norm.bias"])
     return pooled @ p["head.weight"].T + p["head.bias"], stages, pooled
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
+from helpers import np_gelu, np_layer_norm, to_torch_name
 from src.models import create_model
 from src.models.cyclemlp import CycleBlock, CycleFC
 
@@ -51,13 +52,6 @@ def authors_param_names(layers):
     return names + ["norm.weight", "norm.bias", "head.weight", "head.bias"]
 
 
-def to_torch_name(name):
-    """Our LayerNorm parameters are gamma/beta; the authors' are weight/bias."""
-    if name.endswith(".gamma"):
-        return name[:-len("gamma")] + "weight"
-    if name.endswith(".beta"):
-        return name[:-len("beta")] + "bias"
-    return name
 
 
 def param_count(model):
@@ -163,14 +157,8 @@ def test_cyclefc_equals_deform_conv2d(kernel_size):
     np.testing.assert_allclose(ours, cyclefc_reference(x, weight, bias, kernel_size), rtol=1e-5, atol=1e-5)
 
 
-def layer_norm(x, weight, bias, eps):
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * weight + bias
 
 
-def gelu(x):
-    return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
 
 
 def cycle_block_reference(x, p):
@@ -179,10 +167,10 @@ def cycle_block_reference(x, p):
         return v @ p[name + ".weight"].T + (p[name + ".bias"] if has_bias else 0.0)
 
     def mlp(v, name):
-        return linear(gelu(linear(v, name + ".fc1")), name + ".fc2")
+        return linear(np_gelu(linear(v, name + ".fc1")), name + ".fc2")
 
     b, h, w, c = x.shape
-    y = layer_norm(x, p["norm1.weight"], p["norm1.bias"], 1e-5)
+    y = np_layer_norm(x, p["norm1.weight"], p["norm1.bias"], 1e-5)
     branch_h = cyclefc_reference(y, p["attn.sfc_h.weight"], p["attn.sfc_h.bias"], (1, 3))
     branch_w = cyclefc_reference(y, p["attn.sfc_w.weight"], p["attn.sfc_w.bias"], (3, 1))
     branch_c = linear(y, "attn.mlp_c", has_bias=False)
@@ -192,7 +180,7 @@ def cycle_block_reference(x, p):
     a = a[:, :, None, None, :]
     mixed = linear(branch_h * a[0] + branch_w * a[1] + branch_c * a[2], "attn.proj")
     x = x + mixed
-    return x + mlp(layer_norm(x, p["norm2.weight"], p["norm2.bias"], 1e-5), "mlp")
+    return x + mlp(np_layer_norm(x, p["norm2.weight"], p["norm2.bias"], 1e-5), "mlp")
 
 
 def test_cycle_block_matches_authors_forward():

@@ -8,52 +8,24 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
+from helpers import np_gelu, np_layer_norm, np_linear, np_patch_embed, randomize
 from src.models import create_model
 
 WIDTHS = {"mixer_b16": 768, "resmlp_12": 384}
 
 
-def randomize(model, seed=0, prefix=""):
-    """Give parameters (those under ``prefix``) well-scaled random values so layout mistakes show up."""
-    rng = np.random.default_rng(seed)
-    for name, p in model.parameters_and_names():
-        if not name.startswith(prefix):
-            continue
-        shape = p.shape
-        value = rng.standard_normal(shape, dtype=np.float32)
-        if name.endswith((".gamma", ".alpha")):
-            value = 1.0 + 0.1 * value
-        elif len(shape) >= 2 and name.endswith("weight"):
-            value *= 1.0 / math.sqrt(int(np.prod(shape[1:])))
-        else:
-            value *= 0.1 if name.endswith(("bias", "beta")) else 0.5
-        p.set_data(Tensor(value))
 
 
-def np_gelu(x):
-    return 0.5 * x * (1.0 + np.frompyfunc(math.erf, 1, 1)(x / math.sqrt(2.0)).astype(np.float64))
 
 
-def np_layer_norm(x, weight, bias, eps=1e-6):
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * weight + bias
 
 
-def np_linear(x, params, prefix):
-    return x @ params[prefix + ".weight"].T + params[prefix + ".bias"]
 
 
 def np_mlp(x, params, prefix):
     return np_linear(np_gelu(np_linear(x, params, prefix + ".fc1")), params, prefix + ".fc2")
 
 
-def np_patch_embed(x, weight, bias):
-    """Stride-p p x p convolution as a matmul over flattened patches, tokens in row-major order."""
-    b, c, h, w = x.shape
-    e, _, p, _ = weight.shape
-    patches = x.reshape(b, c, h // p, p, w // p, p).transpose(0, 2, 4, 1, 3, 5)
-    return patches.reshape(b, (h // p) * (w // p), c * p * p) @ weight.reshape(e, -1).T + bias
 
 
 def np_mixer(params, x, depth, resmlp, stage_blocks):

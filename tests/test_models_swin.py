@@ -2,13 +2,13 @@
 
 Parameter counts and the graph-mode stage contract are checked for every model in test_models_contract.py.
 """
-import math
 
 import numpy as np
 import pytest
 import mindspore as ms
 from mindspore import Tensor
 
+from helpers import np_gelu, np_softmax
 from src.models import create_model
 from src.models.swin import (PatchMerging, SwinBlock, relative_position_index, shifted_window_mask,
                              stage_windows)
@@ -37,13 +37,8 @@ def np_dense(x, cell):
     return y + cell.bias.asnumpy() if cell.has_bias else y
 
 
-def np_gelu(x):
-    return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
 
 
-def np_softmax(x):
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
 
 
 def np_window_mask(res, window, shift):

@@ -8,47 +8,21 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
+from helpers import np_gelu, np_layer_norm, np_linear, np_patch_embed, randomize
 from src.models import create_model
 from src.models.layers import default_stage_blocks
 
 WIDTHS = {"deit_tiny": 192, "deit_small": 384, "vit_small": 384, "vit_base": 768}
 
 
-def randomize(model, seed=0):
-    """Give every parameter a well-scaled random value so layout or scaling mistakes show up."""
-    rng = np.random.default_rng(seed)
-    for name, p in model.parameters_and_names():
-        shape = p.shape
-        if name.endswith(".gamma"):
-            value = 1.0 + rng.normal(0, 0.1, shape)
-        elif len(shape) >= 2 and name.endswith("weight"):
-            fan_in = int(np.prod(shape[1:]))
-            value = rng.normal(0, 1.0 / math.sqrt(fan_in), shape)
-        else:
-            value = rng.normal(0, 0.1 if name.endswith(("bias", "beta")) else 0.5, shape)
-        p.set_data(Tensor(value.astype(np.float32)))
 
 
-def np_gelu(x):
-    return 0.5 * x * (1.0 + np.frompyfunc(math.erf, 1, 1)(x / math.sqrt(2.0)).astype(np.float64))
 
 
-def np_layer_norm(x, weight, bias, eps=1e-6):
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * weight + bias
 
 
-def np_linear(x, params, prefix):
-    return x @ params[prefix + ".weight"].T + params[prefix + ".bias"]
 
 
-def np_patch_embed(x, weight, bias):
-    """Stride-p p x p convolution as a matmul over flattened patches, tokens in row-major order."""
-    b, c, h, w = x.shape
-    e, _, p, _ = weight.shape
-    patches = x.reshape(b, c, h // p, p, w // p, p).transpose(0, 2, 4, 1, 3, 5)
-    return patches.reshape(b, (h // p) * (w // p), c * p * p) @ weight.reshape(e, -1).T + bias
 
 
 def np_vit(params, x, num_heads, depth, stage_blocks):

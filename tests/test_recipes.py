@@ -28,7 +28,8 @@ AUTHORS_DEFAULTS = {
     "re_prob": 0.0, "re_mode": "pixel", "mixup": 0.0, "cutmix": 0.0, "mixup_prob": 1.0, "mixup_switch_prob": 0.5,
     "interpolation": "random", "crop_pct": 0.875, "ema": False, "ema_decay": 0.9998, "drop_path_rate": 0.0,
     "image_size": 224, "seed": 42,
-    "distiller": "ofa", "stages": [1, 2, 3, 4], "eps": [1.0], "temperature": 1.0, "loss_weights": [1.0, 1.0, 1.0],
+    "distiller": "ofa", "stages": [1, 2, 3, 4], "eps": [1.0], "temperature": 1.0, "loss_weights": [1.0, 1.0],
+    "ofa_branch_weight": 1.0,
 }
 
 # Their four config files, every key, in our names (sched -> scheduler, smoothing -> label_smoothing,
@@ -57,8 +58,8 @@ AUTHORS_FILES = {
 AUTHORS_COMMANDS = {
     "imagenet_cnn": {"eps": [1.5]},
     "imagenet_vit_mlp": {"eps": [1.5]},
-    "cifar100_cnn": {"loss_weights": [1.0, 1.0, 0.1]},
-    "cifar100_vit_mlp": {"loss_weights": [1.0, 1.0, 0.1]},
+    "cifar100_cnn": {"ofa_branch_weight": 0.1},
+    "cifar100_vit_mlp": {"ofa_branch_weight": 0.1},
 }
 
 DATASETS = {  # dataset, classes, normalisation (train.py forces the CIFAR-100 statistics)

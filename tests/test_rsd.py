@@ -122,8 +122,6 @@ def test_float16_inputs_give_float32_result():
 
 def test_bad_arguments_raise_value_error():
     fs, ft = features(4, 3, 1.0)
-    with pytest.raises(ValueError, match="kappa"):
-        rsd_loss(Tensor(fs), Tensor(ft), kappa=-0.1)
     with pytest.raises(ValueError, match="same shape"):
         rsd_loss(Tensor(fs), Tensor(ft[:, :2]))
     with pytest.raises(ValueError, match="at least 2 samples"):
@@ -173,12 +171,9 @@ def test_projector_parameter_count_resnet18_from_deit_tiny():
     assert n_params(RSDProjector(512, 192, gamma=4)) == 512 * 2048 + 2 * 2048 + 2048 * 192
 
 
-def test_projector_maps_widths_and_rejects_bad_gamma():
+def test_projector_maps_widths():
     out = RSDProjector(16, 24, gamma=3)(Tensor(np.random.default_rng(0).standard_normal((4, 16)), ms.float32))
     assert out.shape == (4, 24)
-    for gamma in (0, 1.5, True):
-        with pytest.raises(ValueError, match="gamma"):
-            RSDProjector(16, 24, gamma=gamma)
 
 
 # ---------------------------------------------------------------- distillers
@@ -222,7 +217,7 @@ def _train(name, steps=6):
 @pytest.mark.parametrize("name", ["rsd", pytest.param("ofa+rsd", marks=pytest.mark.slow)])
 def test_graph_mode_step_trains_student_and_projector_freezes_teacher(name, graph_mode, tmp_path):
     d, teacher, student, losses, terms, t_before, p_before = _train(name)
-    assert d.term_names == (("gt", "rsd") if name == "rsd" else ("gt", "kd", "ofa", "rsd"))
+    assert d.term_names == (("gt", "rsd") if name == "rsd" else ("gt", "ofa_final", "ofa_branches", "rsd"))
     assert all(t.shape == (len(d.term_names),) for t in terms)
     for loss, t in zip(losses, terms):  # the terms add up to the total
         assert np.isclose(t.sum(), loss, rtol=1e-5)
@@ -257,14 +252,14 @@ def test_every_distiller_names_its_terms():
     for name, cls in DISTILLERS.items():
         assert isinstance(cls.term_names, tuple) and cls.term_names[0] == "gt", name
     assert DISTILLERS["rsd"].term_names == ("gt", "rsd")
-    assert DISTILLERS["ofa+rsd"].term_names == ("gt", "kd", "ofa", "rsd")
+    assert DISTILLERS["ofa+rsd"].term_names == ("gt", "ofa_final", "ofa_branches", "rsd")
 
 
 def test_rsd_terms_in_pynative_follow_weights():
     ms.set_seed(5)
     teacher = create_model("resnet10", num_classes=CLASSES, image_size=SIZE)
     student = create_model("resnet10", num_classes=CLASSES, image_size=SIZE)
-    d = build_distiller("rsd", student, teacher, num_classes=CLASSES, loss_weights=(1.0, 0.0, 0.0))
+    d = build_distiller("rsd", student, teacher, num_classes=CLASSES, loss_weights=(1.0, 0.0))
     d.set_train(False)  # fixed projector BN statistics: two calls see the same function
     x = Tensor(np.random.default_rng(2).standard_normal((4, 3, SIZE, SIZE)).astype(np.float32))
     y = Tensor(np.arange(4).astype(np.int32))
@@ -272,19 +267,6 @@ def test_rsd_terms_in_pynative_follow_weights():
     d.w_gt, d.w_rsd = 0.5, 0.3
     _, t2 = d(x, y)
     np.testing.assert_allclose(t2.asnumpy(), t1.asnumpy() * np.array([0.5, 3.0]), rtol=1e-5)
-
-
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(rsd_weight=-1.0), "rsd_weight"),
-    (dict(rsd_kappa=float("nan")), "rsd_kappa"),
-    (dict(rsd_gamma=0), "gamma"),
-])
-def test_bad_rsd_arguments_fail_at_build_time(kwargs, match):
-    teacher = create_model("resnet10", num_classes=CLASSES, image_size=SIZE)
-    student = create_model("resnet10", num_classes=CLASSES, image_size=SIZE)
-    for name in ("rsd", "ofa+rsd"):
-        with pytest.raises(ValueError, match=match):
-            build_distiller(name, student, teacher, num_classes=CLASSES, **kwargs)
 
 
 # ---------------------------------------------------------------- config

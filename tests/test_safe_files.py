@@ -136,3 +136,28 @@ def test_a_cifar_pickle_that_would_run_code_is_refused(tmp_path):
         images, labels = read_cifar_pickle(str(good), 100)
         assert images.shape == (2, 32, 32, 3) and labels.tolist() == [3, 7]
         assert images[0, 0, 0].tolist() == [0, 1024 % 256, 2048 % 256]
+
+
+@pytest.mark.parametrize("mask,mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_checkpoints_and_mindir_get_the_mode_of_the_users_umask(tmp_path, mask, mode):
+    """MindSpore's writers leave their files read-only for the owner (0400); ours follow the umask."""
+    import stat
+
+    import mindspore as ms
+    from mindspore import nn
+
+    from src.engine.checkpoint import save_atomic
+
+    net = nn.Dense(3, 2)
+    old = os.umask(mask)
+    try:
+        ckpt = save_atomic(net, str(tmp_path / "model.ckpt"))
+        mindir = str(tmp_path / "model.mindir")
+        with atomic_output(mindir) as tmp:
+            ms.export(net, ms.Tensor(np.zeros((1, 3), np.float32)), file_name=tmp[:-len(".mindir")],
+                      file_format="MINDIR")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(ckpt).st_mode) == mode
+    assert stat.S_IMODE(os.stat(mindir).st_mode) == mode
+    assert listing(tmp_path) == ["model.ckpt", "model.mindir"]

@@ -72,13 +72,13 @@ def test_sweep_plot_draws_lines_and_bands(tmp_path):
 def test_method_overrides():
     args = study.parse_args(["--out", "x", "--eps", "1.5", "--w-ofa", "0.5"])
     assert study.method_overrides(args, "ofa") == {"distiller": "ofa", "eps": [1.5], "stages": [1, 2, 3, 4],
-                                                   "loss_weights": [1.0, 1.0, 0.5]}
-    assert study.method_overrides(args, "ofa_w0.1")["loss_weights"] == [1.0, 1.0, 0.1]
+                                                   "loss_weights": [1.0, 1.0], "ofa_branch_weight": 0.5}
+    assert study.method_overrides(args, "ofa_w0.1")["ofa_branch_weight"] == 0.1
     assert study.method_overrides(args, "ofa_stage4")["stages"] == [4]
     assert study.method_overrides(args, "none")["distiller"] == "none"
-    assert study.method_overrides(args, "rsd") == {"distiller": "rsd", "loss_weights": [1.0, 1.0, 0.0]}
+    assert study.method_overrides(args, "rsd") == {"distiller": "rsd", "loss_weights": [1.0, 1.0]}
     assert study.method_overrides(args, "ofa+rsd") == {"distiller": "ofa+rsd", "eps": [1.5], "stages": [1, 2, 3, 4],
-                                                       "loss_weights": [1.0, 1.0, 0.5]}
+                                                       "loss_weights": [1.0, 1.0], "ofa_branch_weight": 0.5}
     # the ViT teacher trains longer than the CNN one, in its own folder
     assert study.teacher_overrides(args, "vit_p4_pico", "vit")["epochs"] == 5
     assert study.teacher_overrides(args, "vit_p4_pico", "vit")["output_dir"].endswith("vit_p4_pico_e5")

@@ -6,7 +6,6 @@ ResNet-10 at 16 px (exactness does not need a trained teacher).
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -15,7 +14,8 @@ import pytest
 
 import mindspore as ms
 
-from src.config import Config, load_config
+from helpers import free_port, msrun_env
+from src.config import load_config
 from src.data import create_dataset, load_source
 from src.data.idx import IMAGES_MAGIC, LABELS_MAGIC
 from src.data.replay import MixupWithTeacher
@@ -379,7 +379,8 @@ def test_cache_run_refusals_write_nothing(work, tmp_path, monkeypatch):
     _refused(work, tmp_path, lambda: build_teacher_cache(cfg, work["cache"], views=3), "already exists")
     _refused(work, tmp_path, lambda: build_teacher_cache(config(work, "color_jitter=0.4", "mixup=0.2"),
                                                          str(tmp_path / "c"), views=3),
-             "color_jitter=0.4, mixup=0.2 cannot be replayed.*teacher_cache_approx: true")
+             "color_jitter=0.4, mixup=0.2 cannot be replayed.*turn them off with color_jitter=0 mixup=0 "
+             r"\(on the cache tool's command and on every train command.*teacher_cache_approx: true")
     _refused(work, tmp_path, lambda: build_teacher_cache(cfg, str(tmp_path / "c"), views=3, topk=10),
              "--topk must be in 1..9")
     _refused(work, tmp_path, lambda: build_teacher_cache(cfg, str(tmp_path / "c"), views=0), "--views must be >= 1")
@@ -487,7 +488,7 @@ def _train(cfg, stop_after=None, online_teacher=False, monkeypatch=None):
 
     if online_teacher:  # the forced-view online run: same replayed pipeline, a real teacher in the step
         monkeypatch.setattr(trainer_module, "build_teacher",
-                            lambda c: builders.build_teacher(Config(dict(c, teacher_cache=None))))
+                            builders.build_teacher_model)
     setup_context(cfg, distributed=False)
     trainer = trainer_module.Trainer(cfg, on_event=on_event)
     before = {p.name: p.asnumpy().copy() for p in trainer.resume_params()}
@@ -530,24 +531,17 @@ def test_resume_from_a_cached_run_is_exact(work):
     assert any(not np.allclose(after_one[n], straight[n]) for n in straight if n.startswith("student."))
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
 def test_cache_tool_and_cached_training_under_two_worker_msrun(work):
     """The tool shards the cache over two msrun ranks; cached training on two ranks ends with equal weights."""
-    if shutil.which("msrun") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "msrun")):
-        pytest.fail("msrun is not installed next to this Python: it ships with MindSpore")
     root = work["root"] / "msrun"
-    env = {**os.environ, "PYTHON": sys.executable, "GLOG_v": "3",
-           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    env = msrun_env(GLOG_v="3")
     args = list(work["base"]) + ["epochs=1"]
     cache = root / "cache"
     proc = subprocess.run(
-        ["msrun", "--worker_num=2", "--local_worker_num=2", f"--master_port={_free_port()}",
+        ["msrun", "--worker_num=2", "--local_worker_num=2", f"--master_port={free_port()}",
          f"--log_dir={root / 'cache_logs'}", "--join=True", os.path.join(ROOT, "tools", "cache_teacher.py"),
          *args, "--out", str(cache), "--views", "2", "--dtype", "float32", "--teacher-batch", "24"],
         cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
@@ -563,7 +557,7 @@ def test_cache_tool_and_cached_training_under_two_worker_msrun(work):
     out = root / "train"
     empty = root / "empty.yaml"  # every key comes from the command line
     empty.write_text("{}\n")
-    env.update(MASTER_PORT=str(_free_port()), LOG_DIR=str(out / "logs"))
+    env.update(MASTER_PORT=str(free_port()), LOG_DIR=str(out / "logs"))
     proc = subprocess.run(
         ["bash", os.path.join(ROOT, "scripts", "run_distribute_train.sh"), "2", str(empty),
          *args, "distiller=kd", f"teacher_cache={cache}", "rank_checkpoints=true", f"output_dir={out}"],

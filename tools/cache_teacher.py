@@ -20,7 +20,8 @@ import src  # noqa: E402,F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore runs an
 import logging  # noqa: E402
 import time  # noqa: E402
 
-from src.cli import exit_quietly, int_range  # noqa: E402
+from src.flags import int_range  # noqa: E402
+from src.mindspore_process import exit_quietly  # noqa: E402
 from src.config import build_arg_parser, config_from_args  # noqa: E402
 from src.logs import setup_logging  # noqa: E402
 

@@ -16,7 +16,8 @@ import src  # noqa: E402,F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore runs an
 import argparse  # noqa: E402
 from collections import Counter  # noqa: E402
 
-from src.cli import exit_quietly, int_range  # noqa: E402
+from src.flags import int_range  # noqa: E402
+from src.mindspore_process import exit_quietly  # noqa: E402
 
 
 def build_parser():

@@ -28,14 +28,17 @@ import subprocess
 import sys
 import time
 
-from src.cli import int_range
+from src.flags import int_range
 from src.files import file_sha256, write_json_atomic
+from src.logs import count
 from tools.study import METHOD_TITLES, ROOT, cached_record, log, method_overrides, train_run
 
 TEACHER_RECIPE = os.path.join(ROOT, "configs", "fashion_mnist", "demo_teacher.yaml")
 STUDENT_RECIPE = os.path.join(ROOT, "configs", "fashion_mnist", "demo_student.yaml")
 METHODS = ("none", "kd", "ofa")
 ROW_TITLES = {"none": "student alone", "kd": "student + KD", "ofa": "student + OFA-KD"}
+TEACHER_TITLE = "teacher alone"
+SHORT_TITLES = {"none": "alone", "kd": "KD", "ofa": "OFA-KD"}  # in the differences printed under the table
 # train.py's progress lines: "epoch 1/4 step 20/32 loss 1.2 (gt ...) lr ... eta 0.7 min" and the epoch summary
 STEP_LINE = re.compile(r"epoch (\d+/\d+ step \d+/\d+) loss (\S+) .*(eta (?:\?|[\d.]+ (?:min|h)))")
 EPOCH_LINE = re.compile(r"epoch (\d+) done in ([\d.]+)s \(([\d.]+) img/s[^)]*\)(?:; val top1 ([\d.]+))?")
@@ -172,7 +175,7 @@ def gains(rows):
     out = {}
     for a, b in (("kd", "none"), ("ofa", "none"), ("ofa", "kd")):
         if top1.get(a) is not None and top1.get(b) is not None:
-            out[f"{METHOD_TITLES[a]} - {METHOD_TITLES[b]}"] = top1[a] - top1[b]
+            out[f"{SHORT_TITLES[a]} - {SHORT_TITLES[b]}"] = top1[a] - top1[b]
     return out
 
 
@@ -210,7 +213,7 @@ def run_demo(args):
     teacher_cfg = load_config(TEACHER_RECIPE, teacher_over)
     teacher_images = teacher_cfg.train_subset or count_train_images(data_dir)
     teacher_over["log_interval"] = log_interval(teacher_images, teacher_cfg.batch_size)
-    log(f"[1/5] teacher {teacher_cfg.student} alone: {teacher_images:,} images, {teacher_cfg.epochs} epochs, "
+    log(f"[1/5] teacher {teacher_cfg.student} alone: {teacher_images:,} images, {count(teacher_cfg.epochs, 'epoch')}, "
         f"{teacher_cfg.image_size} px")
     teacher_reused = cached_record(teacher_cfg.output_dir, teacher_cfg) is not None
     teacher = train_run(TEACHER_RECIPE, teacher_over, "teacher", echo=echo_progress, count=False)
@@ -246,7 +249,7 @@ def run_demo(args):
     cache_s = time.time() - t0
 
     # 3. the student alone, with KD, with OFA-KD: same budget, the teacher from the cache
-    ofa_keys = argparse.Namespace(eps=student_cfg.eps, w_ofa=student_cfg.loss_weights[2], stages=student_cfg.stages)
+    ofa_keys = argparse.Namespace(eps=student_cfg.eps, w_ofa=student_cfg.ofa_branch_weight, stages=student_cfg.stages)
     records, reused = {}, {}
     for k, method in enumerate(METHODS):
         over = dict(student_over, output_dir=os.path.join(work, f"student_{method}"),
@@ -255,7 +258,7 @@ def run_demo(args):
         if method != "none":
             over.update(teacher=teacher_cfg.student, teacher_ckpt=teacher_ckpt, teacher_cache=cache_dir)
         log(f"[3/5] {ROW_TITLES[method]} ({k + 1}/3): {student_cfg.student}, {student_cfg.train_subset:,} images, "
-            f"{student_cfg.epochs} epochs (elapsed {elapsed()})")
+            f"{count(student_cfg.epochs, 'epoch')} (elapsed {elapsed()})")
         reused[method] = cached_record(over["output_dir"], load_config(STUDENT_RECIPE, over)) is not None
         records[method] = train_run(STUDENT_RECIPE, over, METHOD_TITLES[method], echo=echo_progress, count=False)
 
@@ -272,7 +275,7 @@ def run_demo(args):
     draw_curves(records, teacher, teacher_cfg.student, student_cfg, png)
 
     # 5. the table
-    rows = [{"what": "teacher alone", "model": teacher_cfg.student, "images": teacher_images,
+    rows = [{"what": TEACHER_TITLE, "model": teacher_cfg.student, "images": teacher_images,
              "epochs": teacher_cfg.epochs, "top1": teacher["final_top1"], "time_s": teacher["time_s"],
              "reused": teacher_reused}]
     for method in METHODS:
@@ -287,13 +290,19 @@ def run_demo(args):
     return results
 
 
+def curve_series(records, teacher):
+    """The chart's lines under the table's row names: each student per epoch, the teacher (evaluated once,
+    after its training) as a level line."""
+    series = {TEACHER_TITLE: {"reference": teacher["final_top1"]}}
+    for method in METHODS:
+        series[ROW_TITLES[method]] = {"mean": records[method]["curve"]}
+    return series
+
+
 def draw_curves(records, teacher, teacher_model, student_cfg, path):
     from tools.study_plot import draw_panels
 
-    epochs = len(records["none"]["curve"])
-    series = {"teacher (alone)": {"mean": [teacher["final_top1"]] * epochs}}
-    for method in METHODS:
-        series[METHOD_TITLES[method]] = {"mean": records[method]["curve"]}
+    series = curve_series(records, teacher)
     draw_panels([{"title": f"{teacher_model} -> {student_cfg.student}", "series": series}], path,
                 title=f"Fashion-MNIST, {student_cfg.train_subset:,} training images: test top-1")
 
@@ -325,6 +334,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from src.cli import exit_quietly
+    from src.mindspore_process import exit_quietly
 
     exit_quietly(main())

@@ -21,7 +21,8 @@ import shlex
 import sys
 import time
 
-from src.cli import float_range, int_range
+from src.flags import float_range, int_range
+from src.logs import count
 from tools import study
 from tools.study import log
 
@@ -67,9 +68,13 @@ def parse_args(argv):
     for name in ("seeds", "subset"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
-    bad = [v for v in args.eps if not v > 0] + [v for v in args.w_ofa if v < 0]
-    if bad:
-        p.error(f"--eps values must be > 0 and --w-ofa values >= 0, got {bad}")
+    from src.config import load_config
+
+    for name, eps, w in [("eps", e, 1.0) for e in args.eps] + [("w-ofa", 1.0, w) for w in args.w_ofa]:
+        try:  # the config's own checks of eps and ofa_branch_weight
+            load_config(None, {"dataset": "fashion_mnist", "eps": [eps], "ofa_branch_weight": w}, for_training=False)
+        except ValueError as err:
+            p.error(f"--{name}: {err}")
     args.eps = list(dict.fromkeys(args.eps))
     args.w_ofa = list(dict.fromkeys(args.w_ofa))
     return args
@@ -78,11 +83,11 @@ def parse_args(argv):
 def cells(args):
     """``(name, overrides)`` of every trained cell: the baselines first, then OFA by w_ofa and eps."""
     out = [("alone", {"distiller": "none", "teacher": None, "teacher_ckpt": None, "teacher_cache": None}),
-           ("kd", {"distiller": "kd", "loss_weights": [1.0, 1.0, 0.0]})]
+           ("kd", {"distiller": "kd", "loss_weights": [1.0, 1.0]})]
     for w in args.w_ofa:
         for eps in args.eps:
             out.append((ofa_name(eps, w), {"distiller": "ofa", "eps": [eps], "stages": list(args.stages),
-                                           "loss_weights": [1.0, 1.0, float(w)]}))
+                                           "loss_weights": [1.0, 1.0], "ofa_branch_weight": float(w)}))
     return out
 
 
@@ -220,7 +225,7 @@ def write_report(results, out_dir):
         seeds = max(c["n"] for c in cells_.values())
         draw_sweep(lines, bands, os.path.join(out_dir, "sweep.png"), x_label="OFA eps (target-class exponent)",
                    title=f"{results['teacher']['model']} ({results['teacher']['top1']:.1f}) -> {results['student']}, "
-                         f"{s['subset']} images x {s['epochs']} epochs\nfinal test top-1, "
+                         f"{s['subset']} images x {count(s['epochs'], 'epoch')}\nfinal test top-1, "
                          f"{seeds} seed(s), bars/bands = min..max")
 
 
@@ -234,11 +239,12 @@ def render_markdown(results):
     t = results["teacher"]
     trained_on = ("the full training split" if t["train_images"] == "full"
                   else f"{t['train_images']} training images")
-    setup = (f"Teacher {t['model']} ({t['params']:,} parameters, {t['epochs']} epochs on {trained_on}): test "
+    setup = (f"Teacher {t['model']} ({t['params']:,} parameters, {count(t['epochs'], 'epoch')} on {trained_on}): test "
              f"top-1 {t['top1']:.2f}. Students: {s['subset']} class-balanced training images (subset seed "
-             f"{s['subset_seed']}), {s['epochs']} epochs, {s['image_size']} px, batch {s['batch_size']}; top-1 on "
+             f"{s['subset_seed']}), {count(s['epochs'], 'epoch')}, {s['image_size']} px, batch {s['batch_size']}; top-1 on "
              f"{s['val_subset'] or 10000} test images after the last epoch, mean ± sample std over seeds. "
-             f"OFA: stages {s['stages']}, loss weights [gt, kd, ofa] = [1, 1, w_ofa]; KD: T = 1, [1, 1].")
+             f"OFA: stages {s['stages']}, loss weights [gt, ofa_final] = [1, 1], ofa_branch_weight = w_ofa; "
+             f"KD: T = 1, [1, 1].")
     lines = [f"# OFA eps sweep: {t['model']} -> {results['student']} on Fashion-MNIST", "",
              f"Made by `{results['command']}` (finished {results['finished']}).", "", setup, ""]
     header = "| eps | " + " | ".join(f"OFA, w_ofa {w:g}" for w in s["w_ofa"]) + " |"
@@ -294,6 +300,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from src.cli import exit_quietly
+    from src.mindspore_process import exit_quietly
 
     exit_quietly(main())

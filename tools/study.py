@@ -36,8 +36,9 @@ import time
 
 import numpy as np
 
-from src.cli import float_range, int_range
+from src.flags import float_range, int_range
 from src.files import write_bytes_atomic, write_json_atomic
+from src.logs import count
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEACHER_RECIPE = os.path.join(ROOT, "configs", "fashion_mnist", "study_teacher.yaml")
@@ -304,7 +305,7 @@ def load_config_for(recipe, overrides):
 
 def teacher_cache_dir(work_dir, teacher, teacher_ckpt, subset_dir, views, features):
     """Where the cache of a teacher checkpoint on a subset lives: a retrained teacher gets a new folder."""
-    from src.data.teacher_cache import file_sha256
+    from src.files import file_sha256
 
     tag = f"{teacher}_{file_sha256(teacher_ckpt)[:10]}_{os.path.basename(subset_dir)}_k{views}"
     return os.path.join(work_dir, "caches", tag + ("_feat" if features else ""))
@@ -351,12 +352,12 @@ def time_teacher_forward(recipe, overrides, repeats=20):
     import mindspore as ms
 
     from src.config import load_config
-    from src.engine.builders import build_teacher, setup_context
+    from src.engine.builders import build_teacher_model, setup_context
     from src.engine.cache_writer import TeacherOutputs
 
-    cfg = load_config(recipe, {**overrides, "teacher_cache": None})
+    cfg = load_config(recipe, overrides)
     setup_context(cfg, distributed=False)
-    net = TeacherOutputs(build_teacher(cfg), ("logits",))
+    net = TeacherOutputs(build_teacher_model(cfg), ("logits",))
     net.set_train(False)
     x = ms.Tensor(np.random.RandomState(0).randn(cfg.batch_size, cfg.in_channels, cfg.image_size,
                                                  cfg.image_size).astype(np.float32))
@@ -399,12 +400,13 @@ def method_overrides(args, method):
     if method == "none":
         return {"distiller": "none", "teacher": None, "teacher_ckpt": None}
     if method in ("kd", "rsd"):  # rsd reads loss_weights[0] (w_gt) only; its own weight is rsd_weight
-        return {"distiller": method, "loss_weights": [1.0, 1.0, 0.0]}
+        return {"distiller": method, "loss_weights": [1.0, 1.0]}
     change = ABLATIONS.get(method, {}) if method not in ("ofa", "ofa+rsd") else {}
     eps = change.get("eps", args.eps)
     w_ofa = change.get("w_ofa", args.w_ofa)
     return {"distiller": "ofa+rsd" if method == "ofa+rsd" else "ofa", "eps": list(eps),
-            "stages": list(change.get("stages", args.stages)), "loss_weights": [1.0, 1.0, float(w_ofa)]}
+            "stages": list(change.get("stages", args.stages)), "loss_weights": [1.0, 1.0],
+            "ofa_branch_weight": float(w_ofa)}
 
 
 def student_overrides(args, subset_dir, pair, method, seed, models, teacher_ckpts, caches=None):
@@ -494,13 +496,13 @@ def render_markdown(results):
               + ("; this report was rebuilt from the cached runs (--report-only)." if results.get("report_only")
                  else f"; this invocation: {results['elapsed_min']:.1f} min."), ""]
     lines += [f"Students train on a fixed class-balanced subset of {s['subset']} training images "
-              f"(subset seed {s['subset_seed']}) for {s['student_epochs']} epochs, "
+              f"(subset seed {s['subset_seed']}) for {count(s['student_epochs'], 'epoch')}, "
               f"{s['image_size']} px, batch {s['batch_size']}; teachers on "
               f"{'the full 60k training split' if not s['teacher_subset'] else str(s['teacher_subset']) + ' images'} "
-              f"for {s['teacher_epochs']} epochs. Top-1 is measured on "
+              f"for {count(s['teacher_epochs'], 'epoch')}. Top-1 is measured on "
               f"{'the full 10k test split' if not s['val_subset'] else str(s['val_subset']) + ' test images'} "
               f"after the last epoch; mean ± sample std over seeds. "
-              f"OFA: eps {s['eps']}, stages {s['stages']}, loss weights [gt, kd, ofa] = [1, 1, {s['w_ofa']}]. "
+              f"OFA: eps {s['eps']}, stages {s['stages']}, loss weights [gt, ofa_final] = [1, 1], ofa_branch_weight {s['w_ofa']}. "
               f"KD: T = 1, weights [1, 1]. RSD: w_rsd {s.get('rsd_weight')}, kappa {s.get('rsd_kappa')}, "
               f"projector width x{s.get('rsd_gamma')}, w_gt 1; OFA+RSD: the OFA terms plus the RSD term. "
               + ("Distilled runs read a teacher-output cache (the teacher ran once per teacher, over one view "
@@ -713,6 +715,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from src.cli import exit_quietly
+    from src.mindspore_process import exit_quietly
 
     exit_quietly(main())

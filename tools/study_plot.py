@@ -3,6 +3,8 @@
 ``draw_panels``: test top-1 against epoch, one panel per pair, one line (with a min..max band) per method.
 ``draw_sweep``: final top-1 against a hyper-parameter, one line per setting, baselines as horizontal bands.
 """
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display, no GUI toolkit
@@ -11,7 +13,9 @@ from matplotlib.ticker import MaxNLocator
 
 DPI = 100
 # method -> line colour (colour-blind safe Okabe-Ito hues); unknown methods cycle through EXTRA
-COLOURS = {"none": "#5a5a5a", "scratch": "#5a5a5a", "alone": "#5a5a5a", "kd": "#0072b2", "ofa": "#d55e00"}
+COLOURS = {"none": "#5a5a5a", "scratch": "#5a5a5a", "alone": "#5a5a5a", "kd": "#0072b2", "ofa": "#d55e00",
+           "student alone": "#5a5a5a", "student + kd": "#0072b2", "student + ofa-kd": "#d55e00",
+           "teacher alone": "#000000"}
 EXTRA = ["#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#f0e442", "#000000"]
 
 
@@ -34,17 +38,25 @@ def draw_panels(panels, path, title=None, y_label="test top-1 (%)", x_label="epo
 
     ``panels``: list of ``{"title": str, "series": {method: {"mean": [...], "low": [...], "high": [...]}}}``,
     values per epoch (epoch 1 first). ``low``/``high`` (optional) draw a light band, e.g. min..max over seeds.
+    A series ``{"reference": value}`` (a model evaluated once, e.g. the teacher) is a dashed horizontal line.
     """
     if not panels:
         raise ValueError("draw_panels needs at least one panel")
     methods = list(dict.fromkeys(m for panel in panels for m in panel["series"]))
     colours = method_colours(methods)
     width, height = panel_size
-    extra = 60 + (34 if title else 0)  # legend row (and title) below / above the panels
+    # legend entries side by side as far as they fit the figure's width (about 7 px a character at size 9)
+    columns = max(1, min(len(methods), width * len(panels) // (45 + 7 * max(len(str(m)) for m in methods))))
+    rows = math.ceil(len(methods) / columns)
+    legend = 36 + 24 * rows
+    extra = legend + (34 if title else 0)  # legend rows (and title) below / above the panels
     fig, axes = plt.subplots(1, len(panels), squeeze=False,
                              figsize=(width * len(panels) / DPI, (height + extra) / DPI), dpi=DPI)
     for k, (ax, panel) in enumerate(zip(axes[0], panels)):
         for method, s in panel["series"].items():
+            if "reference" in s:
+                ax.axhline(s["reference"], color=colours[method], linestyle="--", linewidth=1.8, label=method)
+                continue
             epochs = list(range(1, len(s["mean"]) + 1))
             if s.get("low") and s.get("high") and len(s["low"]) > 1:
                 ax.fill_between(epochs, s["low"], s["high"], color=colours[method], alpha=0.2, linewidth=0)
@@ -57,11 +69,13 @@ def draw_panels(panels, path, title=None, y_label="test top-1 (%)", x_label="epo
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, color="#e1e1e1")
         ax.tick_params(labelsize=8)
-    handles = [plt.Line2D([], [], color=colours[m], linewidth=2.5) for m in methods]
-    fig.legend(handles, methods, loc="lower center", ncol=len(methods), frameon=False, fontsize=9)
+    references = {m for panel in panels for m, s in panel["series"].items() if "reference" in s}
+    handles = [plt.Line2D([], [], color=colours[m], linewidth=1.8 if m in references else 2.5,
+                          linestyle="--" if m in references else "-") for m in methods]
+    fig.legend(handles, methods, loc="lower center", ncol=columns, frameon=False, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 40 / (height + extra), 1, 1))
+    fig.tight_layout(rect=(0, (legend - 20) / (height + extra), 1, 1))
     return _save(fig, path)
 
 

@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from src.files import file_sha256 as sha256_of_file, write_json_atomic
+from src.files import file_sha256, write_json_atomic
 
 FORMAT = "ofakd-teacher-cache"
 VERSION = 1
@@ -103,13 +103,6 @@ def view_schedule(num_images, views, seed, epoch):
 
 # ----------------------------------------------------------------------------- run description
 
-def file_sha256(path):
-    """SHA-256 of the teacher checkpoint; a missing one is a one-line error."""
-    if not path or not os.path.isfile(path):
-        raise ValueError(f"checkpoint '{path}' does not exist (expected a MindSpore .ckpt file)")
-    return sha256_of_file(path)
-
-
 def split_fingerprint(source):
     """``{"num_samples", "sha256"}`` of a train source: labels plus pixels (arrays) or file names (folders).
 
@@ -158,9 +151,11 @@ def check_replayable(cfg):
     """ValueError naming the keys when the recipe has augmentation a cache cannot replay, unless approximate."""
     keys = unreplayable_keys(cfg)
     if keys and not cfg["teacher_cache_approx"]:
+        off = " ".join(k.split("=")[0] + ("=null" if k.startswith("auto_augment=") else "=0") for k in keys)
         raise ValueError(f"teacher_cache: {', '.join(keys)} cannot be replayed from a teacher-output cache (only "
-                         f"crop and flip are); set teacher_cache_approx: true to use the teacher's outputs on the "
-                         f"cropped/flipped view (see docs/teacher_cache.md), or turn them off")
+                         f"crop and flip are); turn them off with {off} (on the cache tool's command and on "
+                         f"every train command that reads the cache), or set teacher_cache_approx: true to use "
+                         f"the teacher's outputs on the cropped/flipped view (see docs/teacher_cache.md)")
     return keys
 
 
@@ -366,7 +361,7 @@ class CacheWriter:
         self.flush(self.pairs)
         self.maps.clear()
         marker = os.path.join(self.partial, f"done-{self.rank:05d}-of-{self.group_size:05d}.json")
-        sums = {name: sha256_of_file(os.path.join(self.partial, file)) for name, file in self.part["files"].items()}
+        sums = {name: file_sha256(os.path.join(self.partial, file)) for name, file in self.part["files"].items()}
         write_json_atomic(marker, {"rank": self.rank, **(stats or {}), "sha256": sums})
         markers = [os.path.join(self.partial, f"done-{r:05d}-of-{self.group_size:05d}.json")
                    for r in range(self.group_size)]
@@ -397,7 +392,7 @@ def _sha256_once(path):
     key = (st.st_size, st.st_mtime_ns, st.st_ino)
     known = _verified.get(path)
     if known is None or known[:3] != key:
-        known = (*key, sha256_of_file(path))
+        known = (*key, file_sha256(path))
         _verified[path] = known
     return known[3]
 

@@ -2,7 +2,8 @@
 
 ``construct(images, labels, *cached)`` returns ``(total_loss, terms)`` where ``terms`` is a float32
 tensor of the weighted loss terms, one per name in the distiller's ``term_names`` (e.g.
-``("gt", "kd", "ofa")`` for OFA), so a training step can log every term without a second forward.
+``("gt", "ofa_final", "ofa_branches")`` for OFA), so a training step can log every term without a second
+forward. The arguments are the config's keys, checked there (``src/config.py``) and not again here.
 Every trainable cell besides the student (OFA exit branches, the RSD projector) sits in ``branches``:
 the optimizer, mixed precision and resume states take them from there, and none of them is exported.
 
@@ -10,24 +11,18 @@ The teacher's outputs a method uses are named in ``teacher_outputs`` ("logits", 
 model as teacher, the distiller runs it (frozen) and ignores ``cached``; built with a ``CachedTeacher``
 (a teacher-output cache), no teacher exists and ``cached`` are those outputs, one batch column each.
 """
-import math
-
 import mindspore as ms
 from mindspore import nn, ops
+
+from src.config import DISTILLERS as METHODS
 
 from .branches import build_branch
 from .losses import cross_entropy, dist_loss, dkd_loss, kd_loss, ofa_loss, rsd_loss
 from .projector import RSDProjector
 from .teacher import CachedTeacher, FrozenTeacher
 
-TERM_NAMES = ("gt", "kd", "ofa")  # the terms of OFA, the fullest of the logit methods
-
-
-def _check_weights(loss_weights):
-    weights = tuple(float(w) for w in loss_weights)
-    if len(weights) != 3 or not all(math.isfinite(w) and w >= 0 for w in weights):
-        raise ValueError(f"loss_weights must be three non-negative numbers (gt, kd, ofa), got {loss_weights!r}")
-    return weights
+# OFA's terms: cross-entropy, the OFA loss on the student's final logits, the OFA losses of the exit branches
+TERM_NAMES = ("gt", "ofa_final", "ofa_branches")
 
 
 class Distiller(nn.Cell):
@@ -58,13 +53,13 @@ class StudentOnly(Distiller):
     teacher_outputs = ()
     term_names = ("gt",)
 
-    def __init__(self, student, teacher=None, num_classes=None, label_smoothing=0.1,
-                 loss_weights=(1.0, 1.0, 1.0), **unused):
+    def __init__(self, student, teacher=None, num_classes=None, label_smoothing=0.1, loss_weights=(1.0, 1.0),
+                 **unused):
         super().__init__()
         self.student = student
         self._set_teacher(None)
         self.label_smoothing = float(label_smoothing)
-        self.w_gt = _check_weights(loss_weights)[0]
+        self.w_gt = float(loss_weights[0])
         self.branches = nn.CellList()
 
     def construct(self, images, labels, *cached):
@@ -78,13 +73,13 @@ class LogitDistiller(Distiller):
 
     term_names = ("gt", "kd")
 
-    def __init__(self, student, teacher, num_classes=None, label_smoothing=0.1,
-                 loss_weights=(1.0, 1.0, 1.0), temperature=1.0, **unused):
+    def __init__(self, student, teacher, num_classes=None, label_smoothing=0.1, loss_weights=(1.0, 1.0),
+                 temperature=1.0, **unused):
         super().__init__()
         self.student = student
         self._set_teacher(teacher)
         self.label_smoothing = float(label_smoothing)
-        self.w_gt, self.w_kd, _ = _check_weights(loss_weights)
+        self.w_gt, self.w_kd = float(loss_weights[0]), float(loss_weights[1])
         self.temperature = float(temperature)
         self.branches = nn.CellList()
 
@@ -107,14 +102,14 @@ class KDDistiller(LogitDistiller):
 
 
 class DISTDistiller(LogitDistiller):
-    """DIST: inter- and intra-class Pearson relations of the predictions."""
+    """DIST: inter- and intra-class Pearson relations of the predictions, at ``temperature`` (the paper's tau)."""
 
-    def __init__(self, student, teacher, beta=1.0, gamma=1.0, tau=1.0, **kwargs):
+    def __init__(self, student, teacher, beta=1.0, gamma=1.0, **kwargs):
         super().__init__(student, teacher, **kwargs)
-        self.beta, self.gamma, self.tau = float(beta), float(gamma), float(tau)
+        self.beta, self.gamma = float(beta), float(gamma)
 
     def distill_term(self, logits_s, logits_t, labels):
-        return dist_loss(logits_s, logits_t, self.beta, self.gamma, self.tau)
+        return dist_loss(logits_s, logits_t, self.beta, self.gamma, self.temperature)
 
 
 class DKDDistiller(LogitDistiller):
@@ -133,28 +128,21 @@ class DKDDistiller(LogitDistiller):
 class OFADistiller(Distiller):
     """OFA-KD: exit branches on chosen student stages, all pulled to the teacher's logits.
 
-    total = w_gt * CE(z_s, y) + w_kd * ofa(z_s, z_t, eps[-1]) + w_ofa * sum_j ofa(branch_j(f_j), z_t, eps[j])
+    total = w_gt * CE(z_s, y) + w_final * ofa(z_s, z_t, eps[-1]) + w_branch * sum_j ofa(branch_j(f_j), z_t, eps[j])
+
+    ``loss_weights`` is ``(w_gt, w_final)``, ``branch_weight`` is ``w_branch``; ``eps`` holds one value (for
+    every term) or one per stage (in ``stages``' sorted order) plus one for the final logits.
     """
 
     term_names = TERM_NAMES
 
     def __init__(self, student, teacher, num_classes, stages=(1, 2, 3, 4), eps=(1.0,), temperature=1.0,
-                 loss_weights=(1.0, 1.0, 1.0), label_smoothing=0.1, image_size=None, **unused):
+                 loss_weights=(1.0, 1.0), branch_weight=1.0, label_smoothing=0.1, image_size=None, **unused):
         super().__init__()
-        stages = tuple(int(s) for s in stages)
-        if not stages or any(s not in (1, 2, 3, 4) for s in stages) or len(set(stages)) != len(stages):
-            raise ValueError(f"stages must be distinct values in 1..4, got {list(stages)}")
-        stages = tuple(sorted(stages))
+        stages = tuple(sorted(int(s) for s in stages))
         eps = tuple(float(e) for e in eps)
         if len(eps) == 1:
             eps = eps * (len(stages) + 1)
-        if len(eps) != len(stages) + 1:
-            raise ValueError(f"eps must have 1 or len(stages)+1 = {len(stages) + 1} entries "
-                             f"(one per stage, the last for the final logits), got {len(eps)}: {list(eps)}")
-        if any(not math.isfinite(e) or e <= 0 for e in eps):
-            raise ValueError(f"eps entries must be positive, got {list(eps)}")
-        if float(temperature) <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
         self.student = student
         self._set_teacher(teacher)
         self.stages = stages
@@ -163,7 +151,8 @@ class OFADistiller(Distiller):
         self.final_eps = eps[-1]
         self.temperature = float(temperature)
         self.label_smoothing = float(label_smoothing)
-        self.w_gt, self.w_kd, self.w_ofa = _check_weights(loss_weights)
+        self.w_gt, self.w_final = float(loss_weights[0]), float(loss_weights[1])
+        self.w_branch = float(branch_weight)
         size = student.image_size if image_size is None else int(image_size)
         shapes = student.stage_shapes(size)
         teacher_dim = int(teacher.feature_dim)
@@ -176,25 +165,17 @@ class OFADistiller(Distiller):
         a method that adds a feature term)."""
         logits_s, feats, feat_s = self.student.forward_with_stages(images)
         loss_gt = self.w_gt * cross_entropy(logits_s, labels, self.label_smoothing)
-        loss_kd = self.w_kd * ofa_loss(logits_s, logits_t, labels, self.final_eps, self.temperature)
-        loss_ofa = ops.zeros((), ms.float32)
+        loss_final = self.w_final * ofa_loss(logits_s, logits_t, labels, self.final_eps, self.temperature)
+        loss_branches = ops.zeros((), ms.float32)
         for i in range(len(self.stage_index)):
             logits_b = self.branches[i](feats[self.stage_index[i]])
-            loss_ofa = loss_ofa + ofa_loss(logits_b, logits_t, labels, self.branch_eps[i], self.temperature)
-        return loss_gt, loss_kd, self.w_ofa * loss_ofa, feat_s
+            loss_branches = loss_branches + ofa_loss(logits_b, logits_t, labels, self.branch_eps[i], self.temperature)
+        return loss_gt, loss_final, self.w_branch * loss_branches, feat_s
 
     def construct(self, images, labels, *cached):
-        loss_gt, loss_kd, loss_ofa, _ = self.ofa_terms(images, labels, self.teacher_inputs(images, cached)[0])
-        return loss_gt + loss_kd + loss_ofa, ops.stack((loss_gt, loss_kd, loss_ofa))
-
-
-def _check_rsd(weight, kappa):
-    weight, kappa = float(weight), float(kappa)
-    if not (math.isfinite(weight) and weight >= 0):
-        raise ValueError(f"rsd_weight must be a finite number >= 0, got {weight}")
-    if not (math.isfinite(kappa) and kappa >= 0):
-        raise ValueError(f"rsd_kappa must be a finite number >= 0, got {kappa}")
-    return weight, kappa
+        loss_gt, loss_final, loss_branches, _ = self.ofa_terms(images, labels,
+                                                               self.teacher_inputs(images, cached)[0])
+        return loss_gt + loss_final + loss_branches, ops.stack((loss_gt, loss_final, loss_branches))
 
 
 class RSDDistiller(Distiller):
@@ -209,13 +190,13 @@ class RSDDistiller(Distiller):
     term_names = ("gt", "rsd")
 
     def __init__(self, student, teacher, num_classes=None, rsd_weight=0.1, rsd_kappa=0.01, rsd_gamma=2,
-                 loss_weights=(1.0, 1.0, 1.0), label_smoothing=0.1, **unused):
+                 loss_weights=(1.0, 1.0), label_smoothing=0.1, **unused):
         super().__init__()
         self.student = student
         self._set_teacher(teacher)
         self.label_smoothing = float(label_smoothing)
-        self.w_gt = _check_weights(loss_weights)[0]
-        self.w_rsd, self.kappa = _check_rsd(rsd_weight, rsd_kappa)
+        self.w_gt = float(loss_weights[0])
+        self.w_rsd, self.kappa = float(rsd_weight), float(rsd_kappa)
         self.branches = nn.CellList([RSDProjector(student.feature_dim, teacher.feature_dim, rsd_gamma)])
 
     def construct(self, images, labels, *cached):
@@ -233,30 +214,24 @@ class OFARSDDistiller(OFADistiller):
     """
 
     teacher_outputs = ("logits", "feature")
-    term_names = ("gt", "kd", "ofa", "rsd")
+    term_names = TERM_NAMES + ("rsd",)
 
     def __init__(self, student, teacher, num_classes, rsd_weight=0.1, rsd_kappa=0.01, rsd_gamma=2, **kwargs):
         super().__init__(student, teacher, num_classes, **kwargs)
-        self.w_rsd, self.kappa = _check_rsd(rsd_weight, rsd_kappa)
+        self.w_rsd, self.kappa = float(rsd_weight), float(rsd_kappa)
         self.projector_index = len(self.branches)
         self.branches.append(RSDProjector(student.feature_dim, teacher.feature_dim, rsd_gamma))
 
     def construct(self, images, labels, *cached):
         logits_t, feat_t = self.teacher_inputs(images, cached)
-        loss_gt, loss_kd, loss_ofa, feat_s = self.ofa_terms(images, labels, logits_t)
+        loss_gt, loss_final, loss_branches, feat_s = self.ofa_terms(images, labels, logits_t)
         loss_rsd = self.w_rsd * rsd_loss(self.branches[self.projector_index](feat_s), feat_t, self.kappa)
-        return loss_gt + loss_kd + loss_ofa + loss_rsd, ops.stack((loss_gt, loss_kd, loss_ofa, loss_rsd))
+        return (loss_gt + loss_final + loss_branches + loss_rsd,
+                ops.stack((loss_gt, loss_final, loss_branches, loss_rsd)))
 
 
-DISTILLERS = {
-    "none": StudentOnly,
-    "kd": KDDistiller,
-    "dist": DISTDistiller,
-    "dkd": DKDDistiller,
-    "ofa": OFADistiller,
-    "rsd": RSDDistiller,
-    "ofa+rsd": OFARSDDistiller,
-}
+# the methods by name: the names and their classes are listed once, in the config's table of keys
+DISTILLERS = {name: globals()[cls] for name, cls in METHODS.items()}
 
 
 def build_distiller(name, student, teacher=None, num_classes=None, **kwargs):

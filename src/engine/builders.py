@@ -6,8 +6,10 @@ import numpy as np
 
 import mindspore as ms
 
-from src.data.teacher_cache import file_sha256, open_teacher_cache
+from src.data.teacher_cache import open_teacher_cache
 from src.distill import CachedTeacher, build_distiller
+from src.files import file_sha256
+from src.logs import count
 from src.models import create_model
 
 from .checkpoint import load_model_checkpoint
@@ -65,13 +67,14 @@ def build_student(cfg):
                         in_channels=cfg.in_channels, drop_path_rate=float(cfg.drop_path_rate))
 
 
-def build_teacher(cfg, load=True):
-    """The teacher with its checkpoint loaded (required: a random teacher teaches nothing), or with
-    ``teacher_cache`` set the ``CachedTeacher`` standing for it."""
-    if cfg.teacher_cache:
-        return cached_teacher(cfg)
+def build_teacher_model(cfg, load=True):
+    """The teacher network of ``cfg``, whatever ``teacher_cache`` says: what eval.py and the cache writer run.
+
+    ``load`` loads ``teacher_ckpt`` (required then: a random teacher teaches nothing).
+    """
     if not cfg.teacher:
-        raise ValueError(f"distiller '{cfg.distiller}' needs a teacher: set the 'teacher' key")
+        raise ValueError(f"distiller '{cfg.distiller}' needs a teacher: set the 'teacher' key (or distiller=none "
+                         f"to train the student alone)")
     # The random init is replaced by the checkpoint; drawing it must not move the global RNG, so that an online
     # run and a run from a teacher-output cache (no teacher) initialise student and branches alike.
     rng_state = np.random.get_state()
@@ -80,10 +83,20 @@ def build_teacher(cfg, load=True):
     np.random.set_state(rng_state)
     if load:
         if not cfg.teacher_ckpt:
-            raise ValueError(f"distiller '{cfg.distiller}' needs trained teacher weights: set 'teacher_ckpt' "
-                             f"to a MindSpore checkpoint of '{cfg.teacher}' (see tools/convert_checkpoint.py)")
+            raise ValueError(f"distiller '{cfg.distiller}' needs trained teacher weights: set 'teacher_ckpt' to a "
+                             f"MindSpore checkpoint of '{cfg.teacher}'; train one with distiller=none "
+                             f"student={cfg.teacher}, or convert a timm / PyTorch one with "
+                             f"tools/convert_checkpoint.py")
         load_model_checkpoint(teacher, cfg.teacher_ckpt, what=f"teacher '{cfg.teacher}'")
     return teacher
+
+
+def build_teacher(cfg, load=True):
+    """The teacher a distiller is given: with ``teacher_cache`` set the ``CachedTeacher`` standing for it
+    (nothing built), else ``build_teacher_model(cfg, load)``."""
+    if cfg.teacher_cache:
+        return cached_teacher(cfg)
+    return build_teacher_model(cfg, load)
 
 
 def cached_teacher(cfg):
@@ -93,7 +106,7 @@ def cached_teacher(cfg):
     when the train pipeline is made.
     """
     cache = open_teacher_cache(cfg.teacher_cache)
-    cache.check_run(cfg, teacher_sha256=file_sha256(cfg.teacher_ckpt) if cfg.teacher_ckpt else None)
+    cache.check_run(cfg, teacher_sha256=file_sha256(cfg.teacher_ckpt, "teacher checkpoint") if cfg.teacher_ckpt else None)
     m = cache.manifest
     params = m["teacher_params"]
     log.info("teacher-output cache %s: %d views per image of %d images; teacher %s not built (%.2f M parameters, "
@@ -101,8 +114,8 @@ def cached_teacher(cfg):
              cache.num_images, m["teacher"], params / 1e6, params * 4 / 2**20,
              "" if cfg.teacher_ckpt else "; teacher_ckpt unset, so the checkpoint was not compared")
     if cache.views < cfg.epochs:
-        log.info("teacher-output cache: %d views for %d epochs, so views repeat (every view is used before any "
-                 "repeats); teacher_cache_strict refuses this", cache.views, cfg.epochs)
+        log.info("teacher-output cache: %s for %s, so views repeat (every view is used before any repeats); "
+                 "teacher_cache_strict refuses this", count(cache.views, "view"), count(cfg.epochs, "epoch"))
     return CachedTeacher(m["teacher"], cache.num_classes, int(m["teacher_feature_dim"]), tuple(cache.outputs))
 
 
@@ -110,11 +123,11 @@ def build_run_distiller(cfg, student, teacher):
     kwargs = dict(num_classes=cfg.num_classes, label_smoothing=cfg.label_smoothing,
                   loss_weights=tuple(cfg.loss_weights), temperature=cfg.temperature)
     if cfg.distiller in ("ofa", "ofa+rsd"):
-        kwargs.update(stages=tuple(cfg.stages), eps=tuple(cfg.eps))
+        kwargs.update(stages=tuple(cfg.stages), eps=tuple(cfg.eps), branch_weight=cfg.ofa_branch_weight)
     if cfg.distiller in ("rsd", "ofa+rsd"):
         kwargs.update(rsd_weight=cfg.rsd_weight, rsd_kappa=cfg.rsd_kappa, rsd_gamma=cfg.rsd_gamma)
     if cfg.distiller == "dist":
-        kwargs.update(beta=cfg.dist_beta, gamma=cfg.dist_gamma, tau=cfg.temperature)
+        kwargs.update(beta=cfg.dist_beta, gamma=cfg.dist_gamma)
     elif cfg.distiller == "dkd":
         kwargs.update(alpha=cfg.dkd_alpha, beta=cfg.dkd_beta)
     return build_distiller(cfg.distiller, student, teacher, **kwargs)

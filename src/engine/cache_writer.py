@@ -11,14 +11,13 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn
 
-from src.config import Config
 from src.data import load_source
 from src.data.replay import view_pairs_pipeline
-from src.data.teacher_cache import (CacheWriter, check_replayable, file_sha256, make_plan, split_fingerprint,
-                                    topk_log_probs)
+from src.data.teacher_cache import CacheWriter, check_replayable, make_plan, split_fingerprint, topk_log_probs
 from src.distill import FrozenTeacher
+from src.files import file_sha256
 
-from .builders import build_teacher
+from .builders import build_teacher_model
 from .precision import resolve_precision
 
 
@@ -31,13 +30,6 @@ class TeacherOutputs(nn.Cell):
 
     def construct(self, x):
         return self.teacher.outputs(x)
-
-
-def _online(cfg):
-    """``cfg`` without ``teacher_cache``: the teacher is built and loaded (a training config may name the cache)."""
-    out = Config(cfg)
-    out["teacher_cache"] = None
-    return out
 
 
 def build_teacher_cache(cfg, out_dir=None, views=1, dtype="float16", topk=0, features=False, batch_size=None,
@@ -70,12 +62,12 @@ def build_teacher_cache(cfg, out_dir=None, views=1, dtype="float16", topk=0, fea
 
     source = load_source(cfg, "train")
     fingerprint = split_fingerprint(source)
-    teacher = build_teacher(_online(cfg))
+    teacher = build_teacher_model(cfg)  # a training config may name the cache being made
     amp_level = resolve_precision(cfg).amp_level
     if amp_level != "O0":
         ms.amp.auto_mixed_precision(teacher, amp_level)  # the teacher as an online run would compute it
     info = {"name": cfg.teacher, "checkpoint": os.path.abspath(cfg.teacher_ckpt),
-            "sha256": file_sha256(cfg.teacher_ckpt), "feature_dim": int(teacher.feature_dim),
+            "sha256": file_sha256(cfg.teacher_ckpt, "teacher checkpoint"), "feature_dim": int(teacher.feature_dim),
             "params": int(sum(p.size for p in teacher.get_parameters()))}
     plan = make_plan(cfg, fingerprint, info, views, dtype, topk, outputs, ranks=group_size)
     writer = CacheWriter.prepare(out_dir, plan, rank)

@@ -81,11 +81,6 @@ def read_checkpoint(path):
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
-def strip_prefix(param_dict, prefix):
-    """Entries of ``param_dict`` under ``prefix`` (e.g. 'student.'), with the prefix removed."""
-    return {k[len(prefix):]: v for k, v in param_dict.items() if k.startswith(prefix)}
-
-
 def load_into(net, param_dict, source, what="model", allow_missing=()):
     """Load ``param_dict`` into ``net`` only when names and shapes match one to one.
 

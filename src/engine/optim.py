@@ -40,13 +40,8 @@ def lr_schedule(scheduler, lr, min_lr, epochs, steps_per_epoch, warmup_epochs=0,
     """
     import math
 
-    if scheduler not in ("cosine", "step", "constant"):
+    if scheduler not in ("cosine", "step", "constant"):  # the values of epochs & co. are the config's to check
         raise ValueError(f"scheduler must be one of cosine, step, constant, got {scheduler!r}")
-    if epochs < 1 or steps_per_epoch < 1:
-        raise ValueError(f"need at least one epoch and one step per epoch, got epochs={epochs}, "
-                         f"steps_per_epoch={steps_per_epoch}")
-    if warmup_epochs < 0 or (scheduler == "step" and decay_epochs <= 0):
-        raise ValueError(f"warmup_epochs must be >= 0 and decay_epochs > 0, got {warmup_epochs}, {decay_epochs}")
     values = []
     for step in range(epochs * steps_per_epoch):
         t = step / steps_per_epoch

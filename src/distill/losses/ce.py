@@ -12,8 +12,6 @@ def cross_entropy(logits, labels, label_smoothing=0.1):
     (mixup already smoothed them, so ``label_smoothing`` is not applied again). The choice uses
     ``labels.ndim``, static in GRAPH_MODE.
     """
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     log_p = ops.log_softmax(ops.cast(logits, ms.float32), axis=-1)
     if labels.ndim == 2:
         target = ops.cast(labels, ms.float32)

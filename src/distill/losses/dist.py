@@ -2,8 +2,6 @@
 import mindspore as ms
 from mindspore import ops
 
-from .labels import check_positive
-
 # added to the product of norms, as the reference does
 PEARSON_EPS = 1e-8
 
@@ -26,7 +24,6 @@ def _mean_pearson(a, b):
 def dist_loss(logits_student, logits_teacher, beta=1.0, gamma=1.0, tau=1.0):
     """``tau**2 * (beta * inter + gamma * intra)``; inter = 1 - mean row Pearson of softmax(z / tau),
     intra = the same on the transposed [C, B] matrices. Float32 scalar; teacher gets no gradient."""
-    check_positive("tau", tau)
     y_s = ops.softmax(ops.cast(logits_student, ms.float32) / tau, axis=-1)
     y_t = ops.softmax(ops.stop_gradient(ops.cast(logits_teacher, ms.float32)) / tau, axis=-1)
     inter = 1.0 - _mean_pearson(y_s, y_t)

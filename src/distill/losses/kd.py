@@ -2,12 +2,9 @@
 import mindspore as ms
 from mindspore import ops
 
-from .labels import check_positive
-
 
 def kd_loss(logits_student, logits_teacher, temperature=1.0):
     """Batch mean of ``KL(softmax(z_t / T) || softmax(z_s / T))`` times ``T**2`` (float32 scalar)."""
-    check_positive("temperature", temperature)
     log_p_s = ops.log_softmax(ops.cast(logits_student, ms.float32) / temperature, axis=-1)
     log_p_t = ops.log_softmax(
         ops.stop_gradient(ops.cast(logits_teacher, ms.float32)) / temperature, axis=-1)

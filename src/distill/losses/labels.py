@@ -15,9 +15,3 @@ def hard_label_mask(labels, num_classes):
         raise ValueError(f"labels must be int [B] or soft [B, C], got rank {labels.ndim}")
     classes = ops.arange(num_classes, dtype=ms.int32)
     return ops.cast(ops.expand_dims(ops.cast(labels, ms.int32), -1) == classes, ms.float32)
-
-
-def check_positive(name, value):
-    """Reject a non-positive Python number (graph constant) with a one-line ValueError."""
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")

@@ -2,7 +2,7 @@
 import mindspore as ms
 from mindspore import ops
 
-from .labels import check_positive, hard_label_mask
+from .labels import hard_label_mask
 
 
 def ofa_loss(logits_student, logits_teacher, labels, eps=1.0, temperature=1.0):
@@ -12,8 +12,6 @@ def ofa_loss(logits_student, logits_teacher, labels, eps=1.0, temperature=1.0):
     (argmax taken); eps, temperature: Python floats. No T**2 and no normalisation of ``w``.
     The teacher gets no gradient. Returns a float32 scalar.
     """
-    check_positive("eps", eps)
-    check_positive("temperature", temperature)
     # float32 even under mixed precision: float16 log-probabilities lose the tail classes
     z_s = ops.cast(logits_student, ms.float32) / temperature
     z_t = ops.stop_gradient(ops.cast(logits_teacher, ms.float32)) / temperature

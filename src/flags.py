@@ -1,38 +1,6 @@
-"""Small helpers the entry points share: one-line messages for MindSpore's errors, where graph-compile
-reports go, a quiet process exit, and range-checked numeric flags."""
+"""Command-line flags of the tools and benchmarks: one-line parse errors and range-checked numbers."""
 import argparse
 import math
-import os
-import re
-import sys
-import tempfile
-
-_COMPILE_REPORT = re.compile(r"See file '([^']*analyze_fail\.ir)'")
-
-
-def send_compile_reports_to(folder):
-    """MindSpore writes a failed graph compile's report (``rank_N/om/analyze_fail.ir``) under the working
-    directory unless told otherwise; send it to ``folder`` (None: the system's temp folder)."""
-    os.environ.setdefault("MS_OM_PATH", folder or os.path.join(tempfile.gettempdir(), "ofakd-graph-reports"))
-
-
-def runtime_error_message(err):
-    """One line for a MindSpore ``RuntimeError``: the cause (e.g. "cannot read image PATH: ...") from the
-    pages of text around it, plus where the compiler's report is when a graph failed to compile."""
-    from src.data import pipeline_error_message
-
-    message = pipeline_error_message(err)
-    report = _COMPILE_REPORT.search(str(err))
-    if report:
-        message = f"graph compile failed: {message} (compiler report: {report.group(1)})"
-    return message
-
-
-def exit_quietly(code):
-    """Flush and leave without running MindSpore's cell destructors, which print spurious errors at shutdown."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 class OneLineParser(argparse.ArgumentParser):
