@@ -4,6 +4,8 @@ Every CNN of the registry is compared, folded against unfolded, on logits and th
 (slow tier; ResNet-10 in the fast tier), with BatchNorm statistics and affines drawn far from their
 initial values so that a wrong fold cannot hide behind gamma = 1, beta = 0, mean = 0, var = 1.
 """
+import os
+
 import numpy as np
 import pytest
 
@@ -15,6 +17,7 @@ from src.distill import FrozenTeacher
 from src.models import create_model, list_models
 from src.models.fold_bn import batchnorm_affine, fold_batchnorm
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 32
 # the registry's CNNs (family "cnn"); test_registry_cnns_are_all_listed keeps this list complete
 CNNS = ("resnet10", "resnet18", "resnet34", "resnet50", "mobilenetv2_100", "mobilenetv1", "convnext_tiny")
@@ -139,3 +142,23 @@ def test_every_registry_cnn_folded_equals_unfolded(name):
     assert report.folded == batchnorms and report.left == ()
     assert (batchnorms == 0) == (name in NO_BATCHNORM)
     assert_same_outputs(unfolded, folded, images())
+
+
+@pytest.mark.slow  # two MINDIR exports, each loaded back and run (about 20 s)
+def test_export_folds_batchnorm_into_the_mindir_and_checks_it_against_the_checkpoint(tmp_path, capsys):
+    import export
+
+    _, net = trained_like("resnet10")
+    ckpt = str(tmp_path / "student.ckpt")
+    ms.save_checkpoint(net, ckpt)
+    common = ["--config", os.path.join(ROOT, "configs", "fashion_mnist", "base.yaml"), "student=resnet10", "in_channels=3", "num_classes=10",
+              f"image_size={SIZE}", "--checkpoint", ckpt, "--batch_size", "2"]
+    sizes = {}
+    for flag, name in (([], "folded"), (["--no-fold_bn"], "unfolded")):
+        assert export.main(common + flag + ["--file_name", str(tmp_path / name)]) == 0
+        out = capsys.readouterr().out
+        assert ("12 BatchNorm layer(s) folded" in out) == (name == "folded")
+        diff = float(out.split("max abs difference to the checkpointed network")[1].split()[0])
+        assert diff <= 1e-4, (name, diff)  # export.py's default --tolerance
+        sizes[name] = (tmp_path / f"{name}.mindir").read_bytes()
+    assert b"BatchNorm" in sizes["unfolded"] and b"BatchNorm" not in sizes["folded"]
