@@ -172,10 +172,11 @@ class TimmProcess:
     need and PyTorch's do not), so each framework runs as its users run it.
     """
 
-    def __init__(self, args):
-        config = {"model": args.model, "num_classes": args.num_classes, "image_size": args.image_size,
-                  "batch_size": args.batch_size, "in_channels": args.in_channels or 3, "threads": args.threads,
-                  "seed": args.seed}
+    def __init__(self, args, config=None):
+        if config is None:
+            config = {"model": args.model, "num_classes": args.num_classes, "image_size": args.image_size,
+                      "batch_size": args.batch_size, "in_channels": args.in_channels or 3, "threads": args.threads,
+                      "seed": args.seed}
         env = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}
         # the worker's warnings go to a file: a pipe nobody reads fills up and blocks the worker
         self.stderr = tempfile.TemporaryFile(mode="w+")
@@ -191,11 +192,10 @@ class TimmProcess:
         self.params = int(first[1])
 
     def timed(self, which):
-        """``(wall s, CPU s)`` of one call, measured in the worker."""
+        """``(wall s, CPU s)`` of one call, measured in the worker (one pair per phase for a step)."""
         self.proc.stdin.write(which + "\n")
         self.proc.stdin.flush()
-        wall, cpu = self.proc.stdout.readline().split()
-        return float(wall), float(cpu)
+        return tuple(float(v) for v in self.proc.stdout.readline().split())
 
     def close(self):
         """End the worker; one slow to exit (PyTorch's teardown on a loaded machine) is killed, and the
