@@ -96,6 +96,28 @@ def test_folded_resnet10_equals_unfolded_with_the_layers_names():
     assert_same_outputs(unfolded, folded, images())
 
 
+def test_dense_then_batchnorm1d_folds_and_a_dense_with_an_activation_does_not():
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    rng = np.random.default_rng(0)
+
+    def head(activation=None):
+        net = nn.SequentialCell([nn.Dense(6, 4, activation=activation), nn.BatchNorm1d(4)])
+        net[1].moving_mean.set_data(Tensor(rng.normal(0, 1, 4).astype(np.float32)))
+        net[1].moving_variance.set_data(Tensor(rng.uniform(0.5, 2, 4).astype(np.float32)))
+        net[1].gamma.set_data(Tensor(rng.uniform(0.5, 2, 4).astype(np.float32)))
+        net.set_train(False)
+        return net
+
+    x = Tensor(rng.standard_normal((3, 6)).astype(np.float32))
+    net = head()
+    expected = net(x).asnumpy()
+    assert fold_batchnorm(net).folded == 1 and isinstance(net[1], nn.Identity)
+    np.testing.assert_allclose(net(x).asnumpy(), expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+    relu_head = head("relu")
+    report = fold_batchnorm(relu_head)
+    assert report.folded == 0 and report.left == ("1",) and "1 left as eval-mode BatchNorm" in report.describe()
+
+
 def test_frozen_teacher_folds_by_default_and_keeps_the_unfolded_form_on_request():
     net = create_model("resnet10", num_classes=10, image_size=SIZE)
     assert FrozenTeacher(net).fold_report.folded == 12

@@ -41,7 +41,8 @@ class FoldReport:
     def describe(self):
         text = f"{self.folded} BatchNorm layer(s) folded into the layer before"
         if self.left:
-            text += f"; {len(self.left)} left as eval-mode BatchNorm ({', '.join(self.left[:3])}...)"
+            more = ", ..." if len(self.left) > 3 else ""
+            text += f"; {len(self.left)} left as eval-mode BatchNorm ({', '.join(self.left[:3])}{more})"
         return text
 
 
@@ -78,7 +79,8 @@ def _is_pair(layer, bn):
     if isinstance(bn, nn.BatchNorm2d):
         return isinstance(layer, nn.Conv2d) and layer.data_format == "NCHW" and layer.out_channels == bn.num_features
     if isinstance(bn, nn.BatchNorm1d):
-        return isinstance(layer, nn.Dense) and layer.out_channels == bn.num_features
+        # a Dense with its own activation is not affine: its output cannot take the BatchNorm
+        return isinstance(layer, nn.Dense) and not layer.activation_flag and layer.out_channels == bn.num_features
     return False
 
 
