@@ -48,6 +48,9 @@ def main(argv=None):
         setup_context(cfg, distributed=False)
         net = build_student(cfg) if args.model == "student" else build_teacher_model(cfg, load=False)
         load_model_checkpoint(net, ckpt, what=f"{args.model} '{name}'")
+        if args.model == "teacher":  # evaluated as it teaches: its inference form (BatchNorm folded)
+            from src.models.fold_bn import fold_batchnorm
+            fold_batchnorm(net)
         metrics = evaluate(net, create_dataset(cfg, "val"))
         metrics.update({"model": name, "checkpoint": os.path.abspath(ckpt), "dataset": cfg.dataset})
         print(f"{name}: top1 {metrics['top1']:.2f}  top5 {metrics['top5']:.2f}  loss {metrics['loss']:.4f}  "

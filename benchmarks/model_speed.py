@@ -39,6 +39,7 @@ from benchmarks.timm_twin import TIMM_MISSING, TWINS  # noqa: E402
 from src.distill import build_branch  # noqa: E402
 from benchmarks.report import run_and_report  # noqa: E402
 from src.models import create_model, list_models  # noqa: E402
+from src.models.fold_bn import fold_batchnorm  # noqa: E402
 
 PASSES = ("forward", "forward_backward")
 CLOSE_TIMEOUT_S = 60  # seconds the timm worker gets to exit once its input is closed
@@ -61,6 +62,9 @@ def build_arg_parser():
     p.add_argument("--branch", type=int, default=None, choices=(1, 2, 3, 4),
                    help="time the model's OFA exit branch of this stage instead (on random stage features; "
                         "teacher width = the model's)")
+    p.add_argument("--fold-bn", action="store_true",
+                   help="time ours in its inference form, BatchNorm folded into the layer before "
+                        "(src/models/fold_bn.py; forward only, as a frozen teacher runs)")
     p.add_argument("--no-timm", action="store_true", help="time ours only")
     p.add_argument("--against", default=None, metavar="CHECKOUT",
                    help="also time the same model built by another checkout of this repository (its src/models), "
@@ -131,6 +135,8 @@ class OursRunner:
         rng = np.random.default_rng(args.seed)
         self.x = Tensor(rng.standard_normal((args.batch_size,) + shape).astype(np.float32))
         self.y = Tensor(rng.integers(0, args.num_classes, args.batch_size).astype(np.int32))
+        self.fold_report = fold_batchnorm(self.net) if getattr(args, "fold_bn", False) and build is create_model \
+            else None
         self.forward_cell = _EvalForward(self.net)
         self.backward_cell = ForwardBackward(self.net)
         self.params = int(sum(int(np.prod(p.shape)) for p in self.net.trainable_params()))
@@ -166,10 +172,11 @@ class TimmProcess:
     need and PyTorch's do not), so each framework runs as its users run it.
     """
 
-    def __init__(self, args):
-        config = {"model": args.model, "num_classes": args.num_classes, "image_size": args.image_size,
-                  "batch_size": args.batch_size, "in_channels": args.in_channels or 3, "threads": args.threads,
-                  "seed": args.seed}
+    def __init__(self, args, config=None):
+        if config is None:
+            config = {"model": args.model, "num_classes": args.num_classes, "image_size": args.image_size,
+                      "batch_size": args.batch_size, "in_channels": args.in_channels or 3, "threads": args.threads,
+                      "seed": args.seed}
         env = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}
         # the worker's warnings go to a file: a pipe nobody reads fills up and blocks the worker
         self.stderr = tempfile.TemporaryFile(mode="w+")
@@ -185,11 +192,10 @@ class TimmProcess:
         self.params = int(first[1])
 
     def timed(self, which):
-        """``(wall s, CPU s)`` of one call, measured in the worker."""
+        """``(wall s, CPU s)`` of one call, measured in the worker (one pair per phase for a step)."""
         self.proc.stdin.write(which + "\n")
         self.proc.stdin.flush()
-        wall, cpu = self.proc.stdout.readline().split()
-        return float(wall), float(cpu)
+        return tuple(float(v) for v in self.proc.stdout.readline().split())
 
     def close(self):
         """End the worker; one slow to exit (PyTorch's teardown on a loaded machine) is killed, and the
@@ -275,6 +281,8 @@ def run_benchmark(args):
                          f"got repeats={args.repeats}, warmup={args.warmup}")
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if args.fold_bn and "forward_backward" in args.passes:
+        raise ValueError("--fold-bn times the inference form, which has no backward: add --passes forward")
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.device_context.cpu.op_tuning.threads_num(args.threads)
     ms.set_seed(args.seed)
@@ -298,10 +306,12 @@ def run_benchmark(args):
                  "params": theirs.params if theirs is not None else None},
         "params": ours.params,
         "against": os.path.abspath(args.against) if args.against else None,
+        "fold_bn": ours.fold_report.describe() if ours.fold_report is not None else None,
         "recompiled": any(p["graphs_compiled_after_all_calls"] != p["graphs_compiled_after_first_call"]
                           for p in passes.values()),
         "config": {k: getattr(args, k) for k in ("model", "branch", "image_size", "batch_size", "num_classes",
-                                                  "in_channels", "repeats", "warmup", "threads", "passes", "seed")},
+                                                  "in_channels", "repeats", "warmup", "threads", "passes", "seed",
+                                                  "fold_bn")},
     }
     if args.profile:
         result["profile"] = {which: summarise(*_profile(ours, which, args), top=12) for which in args.passes}

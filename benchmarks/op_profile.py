@@ -16,6 +16,14 @@ mlp-Mlp/act-GELU/Erf-op3``; the backward under ``Gradients/...``). ``summarise``
 The first five are MindSpore's kernels, which this project does not replace; ``other`` is what a better
 formulation of the model can remove. The attribution follows the scopes the profiler records; after graph
 optimisation a few element-wise kernels carry a neighbour's scope, so the shares are close, not exact.
+
+``summarise_step`` splits a profiled training step (``src.engine.DistillTrainStep``) by phase, from the
+same scopes: ``teacher`` (the frozen teacher's forward, ``teacher-FrozenTeacher``), ``forward`` (student,
+branches, losses), ``backward`` (``Gradients/...``), ``optimizer`` (the optimizer cell's kernels: the
+update and its weight decay) and ``step`` (the rest of the step cell: gradient finiteness check, loss
+scaling, the expanded helper ops MindSpore scopes ``Expand/...``). For a step it also names as MindSpore's
+the CNN kernels (BatchNorm, ReLU, pooling and their gradients) and the optimizer's update kernels
+(``STEP_FRAMEWORK_OPS``), which the model categories leave in ``other``.
 """
 import csv
 import glob
@@ -46,6 +54,57 @@ def categorise(op_type, scope):
     if op_type.startswith("Softmax") or _SOFTMAX_SCOPE.search(scope):
         return "softmax"
     return "other"
+
+
+PHASES = ("teacher", "forward", "backward", "optimizer", "step")
+# kernels a step runs that MindSpore provides and our code only calls (besides the five categories above)
+STEP_FRAMEWORK_OPS = ("BatchNorm", "ReLU", "Relu", "ReLU6", "MaxPool", "AvgPool", "ApplyMomentum", "Adam", "Lamb",
+                      "SGD", "LogSoftmax")
+
+
+def phase_of(scope):
+    """The phase of a training step a kernel belongs to, from its scope (see ``summarise_step``)."""
+    if scope.startswith("Gradients/"):
+        return "backward"
+    if "teacher-FrozenTeacher" in scope:
+        return "teacher"
+    if "/optimizer-" in scope:
+        return "optimizer"
+    if scope.startswith("Default/network-"):
+        return "forward"
+    return "step"
+
+
+def summarise_step(rows, calls, wall_ms_per_call, top=8):
+    """Per-call ms of a profiled training step by phase and by kind of kernel, with the heaviest op types
+    of each phase and "ours": the kernels outside MindSpore's named ones (model categories other than
+    ``other``, ``STEP_FRAMEWORK_OPS``, and everything the optimizer cell runs), as ms and as a share of the
+    step's kernel time."""
+    phases = {p: {"ms": 0.0, "by_category_ms": dict.fromkeys(CATEGORIES, 0.0), "by_op_type_ms": {}} for p in PHASES}
+    ours_ms, ours_types = 0.0, {}
+    for op_type, scope, total_ms, _ in rows:
+        ms_per_call = total_ms / calls
+        phase = phases[phase_of(scope)]
+        category = categorise(op_type, scope)
+        phase["ms"] += ms_per_call
+        phase["by_category_ms"][category] += ms_per_call
+        phase["by_op_type_ms"][op_type] = phase["by_op_type_ms"].get(op_type, 0.0) + ms_per_call
+        # the optimizer phase is MindSpore's optimizer cell (its update and weight-decay kernels) as a whole
+        if category == "other" and not op_type.startswith(STEP_FRAMEWORK_OPS) and phase is not phases["optimizer"]:
+            ours_ms += ms_per_call
+            ours_types[op_type] = ours_types.get(op_type, 0.0) + ms_per_call
+    for phase in phases.values():
+        phase["by_op_type_ms"] = dict(sorted(phase["by_op_type_ms"].items(), key=lambda kv: -kv[1])[:top])
+    kernel_ms = sum(p["ms"] for p in phases.values())
+    return {
+        "calls": calls, "wall_ms_per_call": wall_ms_per_call, "kernel_ms_per_call": kernel_ms,
+        "outside_kernels_ms": max(wall_ms_per_call - kernel_ms, 0.0),
+        "phases": phases,
+        "phase_share_of_kernel_time": {k: (v["ms"] / kernel_ms if kernel_ms else 0.0) for k, v in phases.items()},
+        "ours_ms": ours_ms,
+        "ours_share_of_kernel_time": ours_ms / kernel_ms if kernel_ms else 0.0,
+        "ours_by_op_type_ms": dict(sorted(ours_types.items(), key=lambda kv: -kv[1])[:2 * top]),
+    }
 
 
 def read_op_detail(folder):

@@ -3,7 +3,9 @@
 ``python -m benchmarks.timm_twin CONFIG_JSON`` serves timed calls of a twin on stdin / stdout, so that the
 model benchmark times PyTorch in a process of its own (MindSpore's idle worker threads and PyTorch's
 would otherwise compete for the same cores): it prints ``ready <parameters>``, then answers each line
-``forward`` / ``forward_backward`` with the wall and CPU seconds that call took.
+``forward`` / ``forward_backward`` with the wall and CPU seconds that call took. A config naming a
+``teacher`` and a ``student`` serves a KD training step instead (``StepRunner``): each line ``step`` is
+answered with the wall and CPU seconds of its four phases.
 
 PyTorch and timm are test / benchmark dependencies only: the library never imports them. timm imports
 torchvision at module level (its models do not use it; its data transforms do). PyPI's torchvision is a
@@ -189,14 +191,74 @@ class TwinRunner:
         return time.perf_counter() - start, time.process_time() - cpu
 
 
+class StepRunner:
+    """A logit-distillation training step in PyTorch + timm, timed phase by phase: the frozen teacher's
+    ``no_grad`` eval forward, the student's train-mode forward with cross-entropy (label smoothing 0.1) +
+    KL at temperature 1, ``backward``, and the optimizer step (SGD momentum 0.9 Nesterov, or AdamW) with
+    timm's two parameter groups (no weight decay on biases and 1-D parameters) and ``zero_grad``.
+
+    It is the KD step of the reference's training loop (the OFA exit branches are not built here), so it
+    is compared with our ``--distiller kd`` step.
+    """
+
+    PHASES = ("teacher_forward", "forward", "backward", "optimizer")
+
+    def __init__(self, torch, timm, teacher, student, num_classes, image_size, batch_size, opt="sgd", lr=0.1,
+                 weight_decay=1e-4, threads=2, seed=0):
+        import numpy as np
+
+        self.torch = torch
+        torch.set_num_threads(threads)
+        torch.manual_seed(seed)
+        self.teacher = create_twin(timm, teacher, num_classes, image_size).eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.student = create_twin(timm, student, num_classes, image_size).train()
+        decay = [p for p in self.student.parameters() if p.ndim > 1]
+        no_decay = [p for p in self.student.parameters() if p.ndim <= 1]
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if opt == "sgd":
+            self.optimizer = torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+        else:
+            self.optimizer = torch.optim.AdamW(groups, lr=lr)
+        rng = np.random.default_rng(seed)
+        self.x = torch.from_numpy(rng.standard_normal((batch_size, 3, image_size, image_size)).astype(np.float32))
+        self.y = torch.from_numpy(rng.integers(0, num_classes, batch_size).astype(np.int64))
+        self.params = int(sum(p.numel() for p in self.student.parameters()))
+
+    def call(self, which="step"):
+        """``(wall s, CPU s)`` of each phase of one step, in ``PHASES`` order, flattened."""
+        torch, F = self.torch, self.torch.nn.functional
+        marks = [(time.perf_counter(), time.process_time())]
+        with torch.no_grad():
+            logits_t = self.teacher(self.x)
+        marks.append((time.perf_counter(), time.process_time()))
+        logits = self.student(self.x)
+        loss = F.cross_entropy(logits, self.y, label_smoothing=0.1) + F.kl_div(
+            F.log_softmax(logits, -1), F.log_softmax(logits_t, -1), reduction="batchmean", log_target=True)
+        marks.append((time.perf_counter(), time.process_time()))
+        loss.backward()
+        marks.append((time.perf_counter(), time.process_time()))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        marks.append((time.perf_counter(), time.process_time()))
+        out = []
+        for (w0, c0), (w1, c1) in zip(marks, marks[1:]):
+            out += [w1 - w0, c1 - c0]
+        return out
+
+
 def serve(config):
     import torch
 
-    runner = TwinRunner(torch, import_timm(), **config)
+    if "student" in config:  # a training step
+        runner = StepRunner(torch, import_timm(), **config)
+    else:
+        runner = TwinRunner(torch, import_timm(), **config)
     print(f"ready {runner.params}", flush=True)
     for line in sys.stdin:
-        wall, cpu = runner.call(line.strip())
-        print(f"{wall:.9f} {cpu:.9f}", flush=True)
+        values = runner.call(line.strip())
+        print(" ".join(f"{v:.9f}" for v in values), flush=True)
 
 
 if __name__ == "__main__":

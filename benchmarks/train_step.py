@@ -80,7 +80,13 @@ def build_arg_parser():
     p.add_argument("--clip-grad", type=float_range(0), default=0.0, help="global-norm clipping (0 = off)")
     p.add_argument("--ema", type=float_range(0, 1, high_open=True), default=0.0, help="student EMA decay (0 = off)")
     p.add_argument("--profile", action="store_true",
-                   help="also time teacher forward, student fwd / fwd+bwd, distiller fwd / fwd+bwd separately")
+                   help="also time teacher forward, student fwd / fwd+bwd, distiller fwd / fwd+bwd separately "
+                        "(the step split into teacher forward, forward, backward and optimizer), and profile the "
+                        "full step per op (MindSpore profiler), by phase and kind of kernel")
+    p.add_argument("--profile-calls", type=int, default=1, help="steps recorded by the per-op profile")
+    p.add_argument("--torch", action="store_true",
+                   help="with --profile: also time PyTorch + timm's KD step (benchmarks/timm_twin.py StepRunner) "
+                        "phase by phase, in its own process, in the same rounds")
     p.add_argument("--compare", nargs="+", default=[], choices=STEP_NAMES, metavar="DISTILLER",
                    help="also build these distillers for the same pair and time all steps round-robin "
                         "(fair ratios on a loaded machine), e.g. --compare kd none; NAME-cache = the step fed "
@@ -327,13 +333,23 @@ def profile_parts(args, step, distiller, student, batches):
     for name, cell in cells:
         cell.set_train(True)
         first[name] = time_calls(cell, batches, 1)[0][0]
+    torch_step = start_torch_step(args, student.family) if args.torch else None
+    torch_rounds = []
     times = {name: [] for name, _ in cells}
     cpu = {name: [] for name, _ in cells}
-    for r in range(rounds):
-        for name, cell in cells:
-            wall_s, cpu_s, _ = time_calls(cell, batches[r % len(batches):], 1)
-            times[name].append(wall_s[0])
-            cpu[name].append(cpu_s[0])
+    try:
+        if torch_step is not None:
+            torch_step.timed("step")  # warm-up
+        for r in range(rounds):
+            for name, cell in cells:
+                wall_s, cpu_s, _ = time_calls(cell, batches[r % len(batches):], 1)
+                times[name].append(wall_s[0])
+                cpu[name].append(cpu_s[0])
+            if torch_step is not None:
+                torch_rounds.append(torch_step.timed("step"))
+    finally:
+        if torch_step is not None:
+            torch_step.close()
     parts = {name: {"median_s": statistics.median(times[name]), "cpu_s_median": statistics.median(cpu[name]),
                     "first_s": first[name], "step_s": times[name]} for name, _ in cells}
     med = {k: v["median_s"] for k, v in parts.items()}
@@ -344,7 +360,70 @@ def profile_parts(args, step, distiller, student, batches):
         "optimizer_and_update": med["full_step"] - med["distiller_fwd_bwd"],
     }
     parts["derived"] = derived
+    parts["split"] = step_split(med, cpu)
+    if torch_rounds:
+        parts["torch_split"] = torch_split(torch_rounds)
     return parts
+
+
+def step_split(med, cpu):
+    """The full step's median wall seconds split into teacher forward, forward (student, branches, losses),
+    backward and optimizer (with the step's own checks), each also as a share of the full step."""
+    teacher = med.get("teacher_fwd", 0.0)
+    split = {"teacher_forward_s": teacher, "forward_s": med["distiller_fwd"] - teacher,
+             "backward_s": med["distiller_fwd_bwd"] - med["distiller_fwd"],
+             "optimizer_s": med["full_step"] - med["distiller_fwd_bwd"], "full_step_s": med["full_step"],
+             "full_step_cpu_s": statistics.median(cpu["full_step"])}
+    for key in ("teacher_forward", "forward", "backward", "optimizer"):
+        split[key + "_share"] = split[key + "_s"] / med["full_step"]
+    return split
+
+
+def torch_split(rounds):
+    """Medians of PyTorch's per-phase wall / CPU seconds (``StepRunner.PHASES`` order) and their shares."""
+    from benchmarks.timm_twin import StepRunner
+
+    out = {}
+    for i, phase in enumerate(StepRunner.PHASES):
+        out[phase + "_s"] = statistics.median(r[2 * i] for r in rounds)
+        out[phase + "_cpu_s"] = statistics.median(r[2 * i + 1] for r in rounds)
+    totals = [sum(r[0::2]) for r in rounds]
+    out["full_step_s"] = statistics.median(totals)
+    out["full_step_cpu_s"] = statistics.median(sum(r[1::2]) for r in rounds)
+    out["step_s"] = totals
+    for phase in StepRunner.PHASES:
+        out[phase + "_share"] = out[phase + "_s"] / out["full_step_s"]
+    return out
+
+
+def start_torch_step(args, family):
+    """PyTorch + timm's KD step (the recipe of the student's ``family``) in its own process (``benchmarks.timm_twin``); ValueError when it cannot run."""
+    import importlib.util
+
+    from benchmarks.model_speed import TimmProcess
+    from benchmarks.timm_twin import TIMM_MISSING, TWINS
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("timm") is None:
+        raise ValueError(f"--torch {TIMM_MISSING}")
+    missing = [m for m in (args.teacher, args.student) if m not in TWINS]
+    if missing:
+        raise ValueError(f"--torch: no timm twin listed for {missing} (benchmarks/timm_twin.py)")
+    cfg = bench_config(args, step_name(args), family=family)  # our step's recipe: optimizer, lr, weight decay
+    if cfg.opt not in ("sgd", "adamw"):
+        raise ValueError(f"--torch times SGD or AdamW steps, the recipe says opt={cfg.opt}")
+    config = {"teacher": args.teacher, "student": args.student, "num_classes": args.num_classes,
+              "image_size": args.image_size, "batch_size": args.batch_size, "opt": cfg.opt,
+              "lr": float(cfg.lr), "weight_decay": float(cfg.weight_decay), "threads": 2, "seed": args.seed}
+    return TimmProcess(None, config)
+
+
+def profile_step_ops(args, step, batches):
+    """MindSpore's per-op profile of ``--profile-calls`` full steps, by phase and kind of kernel."""
+    from benchmarks.op_profile import profile_calls, summarise_step
+
+    batch = columns(batches, step_name(args))[0]
+    rows, wall_ms = profile_calls(lambda: _sync(step(*batch)), args.profile_calls)
+    return summarise_step(rows, args.profile_calls, wall_ms)
 
 
 def compare_distillers(args, step, batches):
@@ -445,6 +524,10 @@ def run_benchmark(args):
                          f"got steps={args.steps}, warmup={args.warmup}")
     if args.teacher_cache and args.distiller == "none":
         raise ValueError("--teacher-cache needs a distiller with a teacher (got --distiller none)")
+    if args.torch and not args.profile:
+        raise ValueError("--torch times PyTorch's step phase by phase beside --profile; add --profile")
+    if args.profile_calls < 1:
+        raise ValueError(f"--profile-calls must be >= 1, got {args.profile_calls}")
     if args.teacher_cache and args.data:
         raise ValueError("--data times the online loader; it cannot feed a step that takes cached teacher logits "
                          "(drop --teacher-cache)")
@@ -504,6 +587,7 @@ def run_benchmark(args):
     }
     if args.profile:
         result["profile"] = profile_parts(args, step, distiller, student, batches)
+        result["op_profile"] = profile_step_ops(args, step, batches)
     if args.compare:
         result["compare"] = compare_distillers(args, step, batches)
     if args.data:
@@ -531,9 +615,23 @@ def summary_lines(result):
              f"(graphs {rec['graphs_compiled_after_first_step']} -> {rec['graphs_compiled_after_all_steps']}, "
              f"outlier steps {rec['outlier_steps_after_first']})"]
     if "profile" in result:
-        parts = ", ".join(f"{k} {v['median_s']:.3f}" for k, v in result["profile"].items() if k != "derived")
-        derived = ", ".join(f"{k} {v:.3f}" for k, v in result["profile"]["derived"].items())
+        prof = result["profile"]
+        parts = ", ".join(f"{k} {v['median_s']:.3f}" for k, v in prof.items() if "median_s" in v)
+        derived = ", ".join(f"{k} {v:.3f}" for k, v in prof["derived"].items())
         lines.append(f"profile (s): {parts}; derived: {derived}")
+        for label, split, phases in (("ours", prof["split"], ("teacher_forward", "forward", "backward", "optimizer")),
+                                     ("PyTorch KD step", prof.get("torch_split"),
+                                      ("teacher_forward", "forward", "backward", "optimizer"))):
+            if split:
+                lines.append(f"split, {label}: full step {split['full_step_s']:.3f} s = " + ", ".join(
+                    f"{p} {split[p + '_s']:.3f} ({100 * split[p + '_share']:.0f}%)" for p in phases))
+    if "op_profile" in result:
+        op = result["op_profile"]
+        lines.append(f"per-op profile: {op['kernel_ms_per_call']:.0f} ms in kernels of {op['wall_ms_per_call']:.0f} ms; "
+                     + ", ".join(f"{k} {v['ms']:.0f} ms" for k, v in op["phases"].items()))
+        lines.append(f"ours (kernels outside MindSpore's named ones): {op['ours_ms']:.0f} ms = "
+                     f"{100 * op['ours_share_of_kernel_time']:.1f}% of kernel time; "
+                     + ", ".join(f"{k} {v:.1f}" for k, v in list(op["ours_by_op_type_ms"].items())[:8]))
     if "compare" in result:
         main = result["config"]["step"]
         lines.append("round-robin: " + ", ".join(

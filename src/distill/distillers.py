@@ -37,8 +37,9 @@ class Distiller(nn.Cell):
             else None
 
     def teacher_inputs(self, images, cached):
-        """The teacher's ``teacher_outputs`` on ``images``: the frozen teacher's, or the cached batch columns."""
-        if self.from_cache:
+        """The teacher's ``teacher_outputs`` on ``images``: the cached batch columns when given (a teacher-output
+        cache, or a train step that ran the frozen teacher outside its gradient), else the frozen teacher's."""
+        if self.from_cache or len(cached) > 0:
             out = ()
             for value in cached:
                 out = out + (ops.stop_gradient(value),)

@@ -22,7 +22,8 @@ from .precision import resolve_precision
 
 
 class TeacherOutputs(nn.Cell):
-    """The frozen teacher's outputs named in ``names`` ("logits", "feature"), as a tuple."""
+    """The frozen teacher's outputs named in ``names`` ("logits", "feature"), as a tuple; the teacher in its
+    inference form (BatchNorm folded, ``FrozenTeacher``), as the online training step runs it."""
 
     def __init__(self, teacher, names):
         super().__init__(auto_prefix=False)
@@ -63,19 +64,19 @@ def build_teacher_cache(cfg, out_dir=None, views=1, dtype="float16", topk=0, fea
     source = load_source(cfg, "train")
     fingerprint = split_fingerprint(source)
     teacher = build_teacher_model(cfg)  # a training config may name the cache being made
-    amp_level = resolve_precision(cfg).amp_level
-    if amp_level != "O0":
-        ms.amp.auto_mixed_precision(teacher, amp_level)  # the teacher as an online run would compute it
     info = {"name": cfg.teacher, "checkpoint": os.path.abspath(cfg.teacher_ckpt),
             "sha256": file_sha256(cfg.teacher_ckpt, "teacher checkpoint"), "feature_dim": int(teacher.feature_dim),
-            "params": int(sum(p.size for p in teacher.get_parameters()))}
+            "params": int(sum(p.size for p in teacher.get_parameters()))}  # of the checkpoint (unfolded)
     plan = make_plan(cfg, fingerprint, info, views, dtype, topk, outputs, ranks=group_size)
     writer = CacheWriter.prepare(out_dir, plan, rank)
     part = plan["parts"][rank]
     on_event("plan", {"plan": plan, "out_dir": out_dir, "rank": rank, "pairs": writer.pairs,
                       "pairs_done": writer.done, "part": part})
 
-    net = TeacherOutputs(teacher, outputs)
+    net = TeacherOutputs(teacher, outputs)  # the inference form: BatchNorm folded
+    amp_level = resolve_precision(cfg).amp_level
+    if amp_level != "O0":
+        ms.amp.auto_mixed_precision(net.teacher.net, amp_level)  # the teacher as an online run would compute it
     net.set_train(False)
     index_dtype = plan["arrays"]["topk_index"]["dtype"] if topk else None
     resumed_at = writer.done

@@ -1,7 +1,10 @@
 """One fused training step: forward (teacher + student + branches + losses), backward, update.
 
 The step takes every column of a batch: ``images, labels`` and, when the run trains from a teacher-output
-cache, the cached teacher outputs (the distiller reads them instead of running a teacher).
+cache, the cached teacher outputs (the distiller reads them instead of running a teacher). With an online
+teacher the step runs the frozen teacher first, outside the function it differentiates, and hands its
+outputs to the distiller as it would hand cached ones: the gradient graph holds the student, branches and
+losses only.
 
 Owns loss scaling (static, or dynamic with overflow skip), global-norm gradient clipping,
 data-parallel gradient averaging and the EMA of the student. Everything compiles in GRAPH_MODE.
@@ -55,6 +58,8 @@ class DistillTrainStep(nn.Cell):
         if loss_scale_type not in ("none", "static", "dynamic"):
             raise ValueError(f"loss_scale_type must be none, static or dynamic, got {loss_scale_type!r}")
         self.network = distiller
+        # an online teacher runs before the differentiated forward (its outputs enter as inputs)
+        self.teacher_first = getattr(distiller, "teacher", None) is not None
         self.optimizer = optimizer
         self.weights = optimizer.parameters
         self.grad = ops.GradOperation(get_by_list=True, sens_param=True)
@@ -89,6 +94,8 @@ class DistillTrainStep(nn.Cell):
             self.ema_weights = ms.ParameterTuple([])
 
     def construct(self, *inputs):
+        if self.teacher_first:
+            inputs = inputs + self.network.teacher.outputs(inputs[0])
         loss, terms = self.network(*inputs)
         scale = self.scale_sense
         sens = (ops.fill(loss.dtype, loss.shape, 1.0) * scale.astype(loss.dtype), ops.zeros_like(terms))

@@ -3,9 +3,7 @@
 They reuse the ViT / ResMLP / ResNet classes; only the sizes differ. At 32 px a patch-4 model sees an
 8x8 grid, like a 224 px patch-16 model sees 14x14. Stage features are the outputs of blocks 1, 2, 5, 6.
 """
-from mindcv.models.resnet import BasicBlock
-
-from .cnn import resnet
+from .cnn import BasicBlock, resnet
 from .mlp import MlpMixer
 from .registry import register_model
 from .vit import VisionTransformer
