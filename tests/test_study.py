@@ -198,8 +198,15 @@ def test_report_lists_ablation_variants_and_the_differences(tmp_path):
     md = study.render_markdown(results)
     row = next(line for line in md.splitlines() if line.startswith("| resnet10 (86.00) -> vit_p4_pico"))
     assert "71.00 ± 1.41" in row and "72.50 ± 0.71" in row and "74.50 ± 0.71" in row
-    assert "| +2.00 | +3.50 |" in row  # OFA - KD, OFA - scratch
-    assert "| ofa_w0.1 | w_ofa 0.1 | 71.25 ± 0.35 | 2 |" in md
+    # 95 % t interval with 1 degree of freedom: 74.50 +- 12.706 x 0.71 / sqrt(2)
+    assert "74.50 ± 0.71 [68.15, 80.85]" in row
+    # OFA - KD: +2.00, Welch's interval with 2 degrees of freedom +- 4.303 x 0.71 holds 0
+    assert "| +2.00 (within noise) | +3.50 (within noise) |" in row
+    assert "| cnn2vit: OFA vs KD | +2.00 | [-1.04, +5.04] | 2 / 2 | within noise |" in md
+    assert "| ofa_w0.1 | w_ofa 0.1 | 71.25 ± 0.35 [68.07, 74.43] | 2 |" in md
+    # Welch's degrees of freedom here: 1.47 (unequal spreads), so the interval is wide
+    assert "| ofa_w0.1 vs OFA | -3.25 | [-6.71, +0.21] | 2 / 2 | within noise |" in md
+    assert results["provenance"] is None  # collect() outside main(): no command line to record
     assert "| cnn2vit | ofa_w0.1 | 2 | 71.50 | 71.50 |" in md
     study.write_report(args, "cmd", results, str(tmp_path))
     assert Image.open(tmp_path / "curves.png").size[0] == 420
@@ -269,8 +276,10 @@ def test_eps_sweep_report_table_json_and_chart_agree(tmp_path):
     md = (tmp_path / "sweep.md").read_text()
     assert json.loads((tmp_path / "sweep.json").read_text())["cells"]["ofa_eps1.5_w1"]["top1_mean"] == 75.5
     assert "| eps | OFA, w_ofa 1 | OFA, w_ofa 0.1 |" in md
-    assert "| 1.5 | 75.50 ± 0.71 | 71.50 ± 0.71 |" in md
-    assert "| KD | 72.50 ± 0.71 |" in md and "| student alone | 70.50 ± 0.71 |" in md
-    assert "Best OFA cell: eps 1.5, w_ofa 1: 75.50, +3.00 over KD, +5.00 over the student alone." in md
+    assert "| 1.5 | 75.50 ± 0.71 [69.15, 81.85] | 71.50 ± 0.71 [65.15, 77.85] |" in md
+    assert "| KD | 72.50 ± 0.71 [66.15, 78.85] |" in md and "| student alone | 70.50 ± 0.71 [64.15, 76.85] |" in md
+    assert ("Highest OFA mean: eps 1.5, w_ofa 1: 75.50, +3.00 over KD (within noise), +5.00 over the student "
+            "alone (higher).") in md
+    assert "| ofa_eps1.5_w1 vs KD | +3.00 | [-0.04, +6.04] | 2 / 2 | within noise |" in md
     assert "teacher ran once" in md
     assert Image.open(tmp_path / "sweep.png").size == (640, 420)

@@ -21,6 +21,7 @@ import shlex
 import sys
 import time
 
+from src.provenance import finish, provenance
 from tools import study
 from tools.study import log
 
@@ -156,6 +157,8 @@ def run_sweep(args, command):
 
 def collect(args, command, teacher, cache, timing, records, class_counts, t_start, skipped):
     summaries = {name: study.summarize(runs) for name, runs in records.items()}
+    ofa_cells = [ofa_name(e, w) for w in args.w_ofa for e in args.eps]
+    differences = study.compare(summaries, [(c, b) for b in ("kd", "alone") for c in ofa_cells] + [("kd", "alone")])
     any_run = next(iter(records.values()))[0]["config"] if records else {}
     distilled = sum(len(runs) for name, runs in records.items() if name != "alone")
     run_s = sum(r["time_s"] for runs in records.values() for r in runs)
@@ -175,6 +178,8 @@ def collect(args, command, teacher, cache, timing, records, class_counts, t_star
         wall["estimated_teacher_s_without_cache"] = extra
     return {
         "command": command,
+        # the commit, cores and load average of the invocation that wrote this report
+        "provenance": finish(args.provenance) if getattr(args, "provenance", None) else None,
         "finished": time.strftime("%Y-%m-%d %H:%M"),
         "report_only": bool(args.report_only),
         "teacher": {"model": args.teacher, "top1": teacher["final_top1"], "epochs": teacher["config"]["epochs"],
@@ -188,6 +193,7 @@ def collect(args, command, teacher, cache, timing, records, class_counts, t_star
                      "seeds": args.seeds, "eps": args.eps, "w_ofa": args.w_ofa, "stages": args.stages,
                      "steps_per_run": steps_per_run},
         "cells": summaries,
+        "differences": differences,
         "runs": [{"cell": name, "seed": r["config"]["seed"], "final_top1": r["final_top1"],
                   "best_top1": r["best_top1"], "time_s": r["time_s"]} for name, runs in records.items() for r in runs],
         "distilled_runs": distilled,
@@ -224,8 +230,7 @@ def write_report(results, out_dir):
 
 
 def _cell(cells_, name):
-    c = cells_.get(name)
-    return study.fmt(c["top1_mean"], c["top1_std"], c["n"]) if c and c["n"] else "-"
+    return study.fmt_summary(cells_.get(name))
 
 
 def render_markdown(results):
@@ -236,7 +241,8 @@ def render_markdown(results):
     setup = (f"Teacher {t['model']} ({t['params']:,} parameters, {t['epochs']} epochs on {trained_on}): test "
              f"top-1 {t['top1']:.2f}. Students: {s['subset']} class-balanced training images (subset seed "
              f"{s['subset_seed']}), {s['epochs']} epochs, {s['image_size']} px, batch {s['batch_size']}; top-1 on "
-             f"{s['val_subset'] or 10000} test images after the last epoch, mean ± sample std over seeds. "
+             f"{s['val_subset'] or 10000} test images after the last epoch, mean ± sample std over seeds "
+             f"[95 % t interval of the mean]. "
              f"OFA: stages {s['stages']}, loss weights [gt, kd, ofa] = [1, 1, w_ofa]; KD: T = 1, [1, 1].")
     lines = [f"# OFA eps sweep: {t['model']} -> {results['student']} on Fashion-MNIST", "",
              f"Made by `{results['command']}` (finished {results['finished']}).", "", setup, ""]
@@ -250,9 +256,18 @@ def render_markdown(results):
             if cells_.get(ofa_name(e, w), {}).get("n")]
     if best and cells_.get("kd", {}).get("n"):
         top, e, w = max(best)
-        lines += [f"Best OFA cell: eps {e:g}, w_ofa {w:g}: {top:.2f}, {top - cells_['kd']['top1_mean']:+.2f} "
-                  f"over KD" + (f", {top - cells_['alone']['top1_mean']:+.2f} over the student alone"
-                                if cells_.get("alone", {}).get("n") else "") + ".", ""]
+        against = {d["b"]: d for d in results.get("differences", []) if d["a"] == ofa_name(e, w)}
+
+        def over(base, title):
+            d = against.get(base)
+            return f", {d['diff']:+.2f} over {title} ({d['verdict']})" if d else ""
+        lines += [f"Highest OFA mean: eps {e:g}, w_ofa {w:g}: {top:.2f}" + over("kd", "KD")
+                  + over("alone", "the student alone") + ".", ""]
+    if results.get("differences"):
+        lines += ["## Differences", "",
+                  "Difference of the mean final top-1 (A - B) with its two-sided 95 % Welch interval; "
+                  "**within noise** where the interval holds 0, so the seeds cannot tell A from B.", ""]
+        lines += study.render_differences(results["differences"], "cell") + [""]
     cache = results["cache"]
     rate = f" ({cache['views_per_s']:.0f} teacher images/s after the compiling batch)" if cache.get("views_per_s") else ""
     lines += ["## Wall time", "",
@@ -283,6 +298,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     command = "python -m tools.eps_sweep " + shlex.join([a for a in argv if a != "--report-only"])
+    args.provenance = provenance(command, study.ROOT)
     try:
         results = run_sweep(args, command)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
