@@ -130,7 +130,7 @@ def welch_difference(a, b, confidence=CONFIDENCE):
 def verdict(difference):
     """What a report prints beside a difference: "within noise" when its interval holds 0."""
     if difference.get("within_noise") is None:
-        return "no interval (1 seed)"
+        return "one seed, no interval"
     if difference["within_noise"]:
         return "within noise"
     return "higher" if difference["diff"] > 0 else "lower"

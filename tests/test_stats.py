@@ -60,4 +60,4 @@ def test_welch_difference_degrees_of_freedom_interval_and_verdict():
     assert clear["within_noise"] is False and stats.verdict(clear) == "higher"
     assert stats.verdict(stats.welch_difference([70.0, 70.4, 71.0], [80.0, 80.5, 81.0])) == "lower"
     single = stats.welch_difference([80.0], [70.0, 71.0])
-    assert single["low"] is None and stats.verdict(single) == "no interval (1 seed)"
+    assert single["low"] is None and stats.verdict(single) == "one seed, no interval"

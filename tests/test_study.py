@@ -107,6 +107,9 @@ def test_quick_study_writes_consistent_report(quick_study):
     md = (out / "results.md").read_text()
     assert results["command"] == "python -m tools.study " + " ".join(argv)
     assert results["command"] in md
+    facts = results["provenance"]  # the invocation: command, commit, cores, load at the start and the end
+    assert facts["command"] == results["command"] and facts["cpu_count"] == os.cpu_count()
+    assert len(facts["load_average"]) == 3 and len(facts["load_average_end"]) == 3
     assert [p["key"] for p in results["pairs"]] == ["cnn2vit", "cnn2mlp"]
     assert results["missing"] == []
     teacher = results["teachers"]["cnn"]
@@ -130,7 +133,7 @@ def test_quick_study_writes_consistent_report(quick_study):
         row = next(line for line in md.splitlines() if line.startswith(f"| {pair['teacher']} (") and
                    f"-> {pair['student']} |" in line)
         for s in pair["methods"].values():
-            assert f"{s['top1_mean']:.2f} ± 0.00" in row
+            assert f"{s['top1_mean']:.2f} (1 seed)" in row
         assert f"{pair['methods']['ofa']['top1_mean'] - pair['methods']['none']['top1_mean']:+.2f}" in row
     assert "resnet10 (" in md and "-> resmlp_p4_pico |" in md and "-> resnet10 |" in md
     settings = results["settings"]
@@ -176,7 +179,7 @@ def test_report_has_rsd_columns_training_only_parameters_and_flags_a_weak_teache
     md = study.render_markdown(results)
     assert "| teacher (top-1) -> student | scratch | KD | OFA | RSD | OFA+RSD |" in md
     row = next(line for line in md.splitlines() if line.startswith("| resnet10 (86.00) -> vit_p4_pico"))
-    assert "73.00 ± 0.00 (1 seed) | 74.00 ± 0.00 (1 seed) |" in row  # RSD, OFA+RSD
+    assert "73.00 (1 seed) | 74.00 (1 seed) |" in row  # RSD, OFA+RSD
     assert "| cnn2vit | 1,000 | +0 | +7,000 | +300 | +7,300 |" in md
     # the ViT teacher at 80.00 is weaker than its student alone at 82.00: said so
     assert "Not a fair pair" in md and "vit_p4_pico (80.00) -> resnet10 (82.00 alone)" in md
@@ -236,8 +239,8 @@ def test_eps_sweep_two_values_from_one_cache_and_resume(tmp_path):
         assert c["n"] == 1 and 0.0 <= c["top1_mean"] <= 100.0
     for eps in ("1", "1.5"):
         row = next(line for line in md.splitlines() if line.startswith(f"| {eps} |"))
-        assert f"{results['cells'][f'ofa_eps{eps}_w1']['top1_mean']:.2f} ± 0.00 (1 seed)" in row
-    assert f"| KD | {results['cells']['kd']['top1_mean']:.2f} ± 0.00 (1 seed) |" in md
+        assert f"{results['cells'][f'ofa_eps{eps}_w1']['top1_mean']:.2f} (1 seed)" in row
+    assert f"| KD | {results['cells']['kd']['top1_mean']:.2f} (1 seed) |" in md
     assert "teacher ran once" in md and "without the cache (estimate)" in md
     # the distilled runs read the cache, the baseline does not
     runs = tmp_path / "work" / "runs" / "resnet10_to_resmlp_p4_pico"

@@ -474,7 +474,9 @@ def fmt(mean, std, n, ci=None):
     """``mean ± std`` of a cell, with its 95 % interval ``[low, high]`` when given."""
     if mean is None:
         return "-"
-    return f"{mean:.2f} ± {std:.2f}" + ("" if n > 1 else " (1 seed)") + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+    if n < 2:  # one seed has no spread to show
+        return f"{mean:.2f} (1 seed)"
+    return f"{mean:.2f} ± {std:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
 
 def fmt_summary(summary):
