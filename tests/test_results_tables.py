@@ -6,7 +6,7 @@ from tools import results_tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # pages whose every quoted figure (ratio "1.28x", percentage "57.89 %", spread "± 0.72") comes from a results file
-BACKED_PAGES = ("docs/study.md", "docs/study_results.md", "docs/eps_sweep.md")
+BACKED_PAGES = ("docs/study.md", "docs/study_results.md", "docs/eps_sweep.md", "docs/rsd.md")
 
 
 def test_every_results_block_matches_its_file():
@@ -52,6 +52,7 @@ def test_a_changed_number_or_a_missing_file_is_caught(tmp_path):
 def test_unbacked_figures_follow_the_quoted_precision(tmp_path):
     page = tmp_path / "p.md"
     page.write_text("OFA 57.89 % and 1.28x, spread +- 0.72.\n```\n9.99x in a code block\n```\n"
-                    "<!-- results:demo results/x.json -->\n| 12.34 % |\n<!-- /results -->\nKD 51.5 %\n")
+                    "<!-- results:demo results/x.json -->\n| 12.34 % |\n<!-- /results -->\nKD 51.5 %\n"
+                    "<!-- unbacked: its run left no file -->\nNo file backs 3.21x.\n<!-- /unbacked -->\n")
     # 0.5789 is a fraction (x 100), 1.2799 rounds to 1.28, 0.72 is there; 51.5 is not
     assert results_tables.unbacked_figures(str(page), {0.5789, 1.2799, 0.72}) == ["51.5 %"]

@@ -117,7 +117,9 @@ def render_differences(root, files):
         r = read_results(root, path)
         if "pairs" in r:  # a study
             for pair in r["pairs"]:
-                rows += [dict(d, pair=pair["key"]) for d in study_differences(pair, r["methods"])]
+                top1 = r["teachers"].get(pair["teacher_role"], {}).get("top1")
+                label = pair["key"] + (f" (teacher {top1:.2f})" if top1 is not None else "")
+                rows += [dict(d, pair=label) for d in study_differences(pair, r["methods"])]
             if r.get("ablation"):
                 rows += ablation_differences(r["ablation"])
         else:  # an eps sweep
@@ -221,6 +223,9 @@ def check(root=ROOT):
 FIGURE = re.compile(r"(?<![\w.])(\d+\.\d+)\s*(x\b|%|\s*(?:\+-|±))|(?:\+-|±)\s*(\d+\.\d+)")
 
 
+UNBACKED = re.compile(r"<!-- unbacked: [^>]+ -->.*?<!-- /unbacked -->", re.S)
+
+
 def numbers_in_results(root=ROOT):
     """Every number in every JSON file under results/."""
     have = set()
@@ -243,9 +248,13 @@ def numbers_in_results(root=ROOT):
 
 def unbacked_figures(page, have):
     """Figures quoted in ``page`` outside code and results blocks that no number in ``have`` rounds to
-    (at the quoted precision, as it is or as a percentage of a fraction)."""
+    (at the quoted precision, as it is or as a percentage of a fraction).
+
+    A passage between ``<!-- unbacked: REASON -->`` and ``<!-- /unbacked -->`` is skipped: figures whose run
+    left no file, which the page must say in its text (the hook before a session stops still counts them).
+    """
     with open(page, encoding="utf-8") as f:
-        text = BLOCK.sub("", f.read())
+        text = UNBACKED.sub("", BLOCK.sub("", f.read()))
     out, code = [], False
     for line in text.splitlines():
         if line.startswith("```"):
