@@ -9,6 +9,7 @@ from PIL import Image
 
 from fake_fashion import write_fake_fashion_mnist
 from src.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx, read_mnist
+from src.provenance import provenance
 from tools import study
 from tools.study_plot import draw_panels, draw_sweep
 
@@ -271,7 +272,10 @@ def test_eps_sweep_report_table_json_and_chart_agree(tmp_path):
     cache = {"path": str(tmp_path / "cache_k2"), "built": True, "seconds": 30.0, "write_seconds": 20.0,
              "views_per_s": 400.0}
     timing = {"forward_s_per_step": 0.05, "compile_s": 4.0}
+    args.provenance = provenance("cmd", study.ROOT)  # what main() records before the first run
     results = eps_sweep.collect(args, "cmd", teacher, cache, timing, records, [64] * 10, 0.0, 0)
+    facts = results["provenance"]
+    assert facts["command"] == "cmd" and facts["cpu_count"] == os.cpu_count() and len(facts["load_average_end"]) == 3
     assert results["distilled_runs"] == 10 and results["settings"]["steps_per_run"] == 10 * 2
     # without a cache: 10 distilled runs x (20 steps x 0.05 s + 4 s compile) more
     assert results["wall"]["estimated_teacher_s_without_cache"] == pytest.approx(10 * (20 * 0.05 + 4.0))
