@@ -80,6 +80,11 @@ def test_method_overrides():
     assert study.method_overrides(args, "rsd") == {"distiller": "rsd", "loss_weights": [1.0, 1.0, 0.0]}
     assert study.method_overrides(args, "ofa+rsd") == {"distiller": "ofa+rsd", "eps": [1.5], "stages": [1, 2, 3, 4],
                                                        "loss_weights": [1.0, 1.0, 0.5]}
+    # RSD at another weight of its term: a variant for --ablation, reading the teacher cache with features
+    assert study.method_overrides(args, "rsd_w0.01") == {"distiller": "rsd", "loss_weights": [1.0, 1.0, 0.0],
+                                                         "rsd_weight": 0.01}
+    assert study.reads_features("rsd_w0.001") and study.reads_features("ofa+rsd") and not study.reads_features("kd")
+    assert study.parse_args(["--out", "x", "--ablation", "rsd_w0.1,rsd_w0.001"]).ablation == ["rsd_w0.1", "rsd_w0.001"]
     # the ViT teacher trains longer than the CNN one, in its own folder
     assert study.teacher_overrides(args, "vit_p4_pico", "vit")["epochs"] == 5
     assert study.teacher_overrides(args, "vit_p4_pico", "vit")["output_dir"].endswith("vit_p4_pico_e5")
