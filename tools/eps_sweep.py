@@ -10,8 +10,10 @@
 3. For every seed: the student alone, KD, and OFA for every (eps, w_ofa); a run is one train.py child
    (tools/study.py's ``train_run``) whose result is written atomically in its folder, so a stopped sweep
    started again skips every finished run.
-4. ``--out`` gets sweep.json, sweep.md (mean ± std of the final test top-1 per cell, wall times, the
-   cost the cache saved) and sweep.png (top-1 against eps, one line per w_ofa, KD and alone as bands).
+4. ``--out`` gets sweep.json, sweep.md (mean ± sample std and the 95 % t interval of the final test top-1
+   per cell; every cell against KD and the student alone with its 95 % Welch interval, "within noise"
+   where it holds 0; wall times, the cost the cache saved) and sweep.png (top-1 against eps, one line per
+   w_ofa, KD and alone as bands). sweep.json also records the command, the commit, the cores and the load.
 """
 import src  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore runs an op)
 

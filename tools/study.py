@@ -15,9 +15,11 @@
 4. For every pair and seed the student trains alone (``none``), with KD, OFA-KD, RSD and OFA+RSD for the
    same budget, evaluated on the full test split after every epoch. Runs are cached the same way, so an
    interrupted study continues where it stopped.
-5. ``--out`` gets results.json, results.md (mean +- std of the final-epoch top-1, the training-only
-   parameters of each method, the teachers, the command) and curves.png (test top-1 against epoch, one
-   panel per pair).
+5. ``--out`` gets results.json, results.md (mean ± sample std and the 95 % t interval of the
+   final-epoch top-1; every method against KD and the student alone as a difference with its 95 % Welch
+   interval, "within noise" where it holds 0; the training-only parameters of each method, the teachers,
+   the command) and curves.png (test top-1 against epoch, one panel per pair). results.json also records
+   the command, the commit, the cores and the load average at the start and the end (``provenance``).
 
 Every run is one ``train.py`` child process (GRAPH_MODE), one after another; its command, log and
 checkpoints stay in its folder under ``--work-dir``.
