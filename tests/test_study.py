@@ -91,6 +91,9 @@ def test_method_overrides():
     assert "epochs" not in study.teacher_overrides(args, "resnet10", "cnn")
     with pytest.raises(SystemExit):
         study.parse_args(["--out", "x", "--methods", "kd,fitnet"])
+    assert study.parse_args(["--out", "x", "--seeds", "5", "--only-seeds", "5", "4"]).only_seeds == [5, 4]
+    with pytest.raises(SystemExit):  # a seed outside 1..--seeds
+        study.parse_args(["--out", "x", "--seeds", "3", "--only-seeds", "4"])
 
 
 @pytest.fixture(scope="module")

@@ -85,6 +85,9 @@ def parse_args(argv):
     p.add_argument("--work-dir", default="outputs/fashion_mnist_study",
                    help="checkpoints, per-run records and the subset data (git-ignored)")
     p.add_argument("--seeds", type=int, default=3, help="student seeds per pair and method")
+    p.add_argument("--only-seeds", type=int, nargs="+", default=None,
+                   help="train only these of the seeds 1..--seeds (split a study over processes sharing --work-dir; "
+                        "give each its own --out, then rebuild the whole report with --report-only)")
     p.add_argument("--epochs", type=int, default=None, help="student epochs (default: the student recipe's)")
     p.add_argument("--teacher-epochs", type=int, default=None, help="teacher epochs (default: the teacher recipe's)")
     p.add_argument("--vit-teacher-epochs", type=int, default=5,
@@ -134,6 +137,8 @@ def parse_args(argv):
     for name in ("seeds", "subset"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.only_seeds and not all(1 <= s <= args.seeds for s in args.only_seeds):
+        p.error(f"--only-seeds must be within 1..{args.seeds} (--seeds), got {args.only_seeds}")
     return args
 
 
@@ -697,8 +702,8 @@ def run_study(args, command):
                 "path": os.path.relpath(path, ROOT) if path.startswith(ROOT) else path,
                 "views": views, "features": features, "write_s": cache["write_seconds"]}
             log(f"teacher {models['teacher'][role]} ran once: cache {path}")
-    seeds = list(range(1, args.seeds + 1))
-    ab_seeds = list(range(1, (args.ablation_seeds or args.seeds) + 1))
+    seeds = sorted(set(args.only_seeds)) if args.only_seeds else list(range(1, args.seeds + 1))
+    ab_seeds = [s for s in range(1, (args.ablation_seeds or args.seeds) + 1) if not args.only_seeds or s in seeds]
     plan = [(seed, pair, method) for seed in seeds for pair in args.pairs for method in args.methods]
     plan += [(seed, args.ablation_pair, variant) for seed in ab_seeds for variant in args.ablation]
     records = {}
