@@ -298,3 +298,17 @@ def test_eps_sweep_report_table_json_and_chart_agree(tmp_path):
     assert "| ofa_eps1.5_w1 vs KD | +3.00 | [-0.04, +6.04] | 2 / 2 | within noise |" in md
     assert "teacher ran once" in md
     assert Image.open(tmp_path / "sweep.png").size == (640, 420)
+
+
+def test_a_run_locked_by_a_live_process_is_skipped_and_a_stale_lock_taken_over(tmp_path):
+    folder = str(tmp_path / "run")
+    os.makedirs(folder)
+    lock = os.path.join(folder, study.RUN_LOCK)
+    assert study._lock_run(folder) and open(lock).read() == str(os.getpid())
+    os.remove(lock)
+    with open(lock, "w") as f:
+        f.write(str(os.getppid()))  # a live process (the test runner's parent) holds it
+    assert not study._lock_run(folder)
+    with open(lock, "w") as f:
+        f.write("999999999")  # no such process: a lock left by a killed study
+    assert study._lock_run(folder) and open(lock).read() == str(os.getpid())

@@ -147,6 +147,8 @@ def run_sweep(args, command):
         if (seed, name) in done or args.report_only:
             continue
         record = study.train_run(study.STUDENT_RECIPE, overrides_of(seed, name, change), f"{name} seed {seed}")
+        if record is None:  # another process is training this run
+            continue
         records.setdefault(name, []).append(record)
         results = collect(args, command, teacher, cache, timing, records, class_counts, t_start, skipped)
         write_report(results, args.out)

@@ -46,6 +46,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEACHER_RECIPE = os.path.join(ROOT, "configs", "fashion_mnist", "study_teacher.yaml")
 STUDENT_RECIPE = os.path.join(ROOT, "configs", "fashion_mnist", "study_student.yaml")
 RECORD = "study_run.json"
+# in a run's folder while a process trains it (its process id)
+RUN_LOCK = "study_run.lock"
 # train.py's end-of-epoch log line, echoed to the study's own log
 EPOCH_LINE = re.compile(r"epoch \d+ done in .*")
 # config keys that change nothing about what a run learns: a cached run with other values is still valid
@@ -257,7 +259,7 @@ def train_run(recipe, overrides, label, report_only=False, echo=echo_epoch_line,
     train.log / config.yaml / metrics.json in its output_dir. ``echo(line)`` picks what of the child's
     output is logged (a text, or None to skip the line); ``count=False`` leaves the parameter counts
     out of the record (None), which spares building the models in this process. Returns the record
-    dict, or None when ``report_only`` and nothing is cached.
+    dict, or None when ``report_only`` and nothing is cached, or while another process trains this run.
     """
     from src.config import load_config
 
@@ -269,6 +271,59 @@ def train_run(recipe, overrides, label, report_only=False, echo=echo_epoch_line,
     if report_only:
         return None
     os.makedirs(cfg.output_dir, exist_ok=True)
+    if not _lock_run(cfg.output_dir):
+        log(f"{label}: skipped, another process is training it ({os.path.join(cfg.output_dir, RUN_LOCK)})")
+        return None
+    try:
+        return _train_locked(recipe, overrides, cfg, label, echo, count)
+    finally:
+        _remove_quietly(os.path.join(cfg.output_dir, RUN_LOCK))
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lock_run(folder):
+    """Take ``folder``'s run lock (a file holding this process's id); False while a live process holds it.
+
+    Two studies sharing a work folder (``--only-seeds``) then never train one run at once; a lock left by a
+    killed process is taken over.
+    """
+    path = os.path.join(folder, RUN_LOCK)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    holder = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and holder != os.getpid() and _pid_alive(holder):
+                return False
+            _remove_quietly(path)
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _train_locked(recipe, overrides, cfg, label, echo, count):
     # not cached: any run already in the folder was made with another config, so it is replaced
     cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--config", recipe] + _override_args(overrides) \
         + ["overwrite=true"]
