@@ -88,6 +88,11 @@ def cells(args):
     return out
 
 
+def comparison_pairs(ofa_cells):
+    """What a sweep report compares: every OFA cell against KD and the student alone, and KD against alone."""
+    return [(c, b) for b in ("kd", "alone") for c in ofa_cells] + [("kd", "alone")]
+
+
 def ofa_name(eps, w):
     return f"ofa_eps{eps:g}_w{w:g}"
 
@@ -161,8 +166,7 @@ def run_sweep(args, command):
 
 def collect(args, command, teacher, cache, timing, records, class_counts, t_start, skipped):
     summaries = {name: study.summarize(runs) for name, runs in records.items()}
-    ofa_cells = [ofa_name(e, w) for w in args.w_ofa for e in args.eps]
-    differences = study.compare(summaries, [(c, b) for b in ("kd", "alone") for c in ofa_cells] + [("kd", "alone")])
+    differences = study.compare(summaries, comparison_pairs([ofa_name(e, w) for w in args.w_ofa for e in args.eps]))
     any_run = next(iter(records.values()))[0]["config"] if records else {}
     distilled = sum(len(runs) for name, runs in records.items() if name != "alone")
     run_s = sum(r["time_s"] for runs in records.values() for r in runs)

@@ -123,12 +123,12 @@ def render_differences(root, files):
             if r.get("ablation"):
                 rows += ablation_differences(r["ablation"])
         else:  # an eps sweep
+            from tools.eps_sweep import comparison_pairs
             from tools.study import compare
 
             cells = {name: with_statistics(s) for name, s in r["cells"].items()}
             ofa = [n for n in cells if n.startswith("ofa_")]
-            rows += [dict(d, pair=r["student"]) for d in
-                     compare(cells, [(c, b) for b in ("kd", "alone") for c in ofa] + [("kd", "alone")])]
+            rows += [dict(d, pair=r["student"]) for d in compare(cells, comparison_pairs(ofa))]
     return rows_to_lines(rows) + ["", "A - B of the mean final top-1 with its two-sided 95 % Welch interval; "
                                   "\"within noise\": the interval holds 0, the seeds cannot tell A from B."]
 

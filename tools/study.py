@@ -27,8 +27,8 @@ checkpoints stay in its folder under ``--work-dir``.
 import src  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore runs an op)
 
 import argparse
+import contextlib
 import json
-import math
 import os
 import re
 import shlex
@@ -41,6 +41,7 @@ import numpy as np
 from src.files import write_bytes_atomic, write_json_atomic
 from src.provenance import finish, provenance
 from src.stats import mean_interval, verdict, welch_difference
+from src.stats import mean_std as stats_mean_std
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEACHER_RECIPE = os.path.join(ROOT, "configs", "fashion_mnist", "study_teacher.yaml")
@@ -277,7 +278,8 @@ def train_run(recipe, overrides, label, report_only=False, echo=echo_epoch_line,
     try:
         return _train_locked(recipe, overrides, cfg, label, echo, count)
     finally:
-        _remove_quietly(os.path.join(cfg.output_dir, RUN_LOCK))
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(cfg.output_dir, RUN_LOCK))
 
 
 def _pid_alive(pid):
@@ -308,19 +310,13 @@ def _lock_run(folder):
                 holder = 0
             if holder and holder != os.getpid() and _pid_alive(holder):
                 return False
-            _remove_quietly(path)
+            with contextlib.suppress(OSError):
+                os.remove(path)
             continue
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(str(os.getpid()))
         return True
     return False
-
-
-def _remove_quietly(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 def _train_locked(recipe, overrides, cfg, label, echo, count):
@@ -499,12 +495,9 @@ def reads_features(method):
 # ----------------------------------------------------------------------------- report
 
 def mean_std(values):
-    values = [float(v) for v in values]
-    if not values:
-        return None, None
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return mean, std
+    """(mean, sample std) of a cell; one seed has std 0.0 here (the report prints it without a spread)."""
+    mean, std = stats_mean_std(values)
+    return mean, (0.0 if std is None and mean is not None else std)
 
 
 def summarize(runs):
