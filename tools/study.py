@@ -678,7 +678,7 @@ def render_markdown(results):
     lines.append("")
     if results.get("ablation"):
         ab = results["ablation"]
-        lines += [f"## OFA ablation on {ab['teacher']} -> {ab['student']}", "",
+        lines += [f"## Ablation (OFA and RSD variants) on {ab['teacher']} -> {ab['student']}", "",
                   "| variant | overrides | top-1 | n |", "| --- | --- | --- | --- |"]
         for name, st in ab["variants"].items():
             lines.append(f"| {name} | {ab['overrides'].get(name, '')} | {fmt_summary(st)} | {st['n']} |")
