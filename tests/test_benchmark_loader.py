@@ -1,5 +1,6 @@
 """The loader benchmark (``python -m benchmarks loader``): its report on a tiny JPEG folder it writes itself."""
 import json
+import os
 
 from benchmarks.__main__ import main as benchmarks_main
 
@@ -27,6 +28,11 @@ def test_loader_benchmark_report(tmp_path, capsys):
         assert abs(row["ours_over_imagefolder"] - ratio) < 1e-9
     assert result["ours_over_imagefolder"] == min(r["ours_over_imagefolder"] for r in result["settings"].values())
     assert result["config"]["split"] == "train" and len(result["machine"]["loadavg_start"]) == 3
+    # every benchmark's JSON says where it came from: commit, cores, load, options
+    assert result["provenance"]["cpu_count"] == os.cpu_count() and len(result["provenance"]["load_average"]) == 3
+    in_git = os.path.exists(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".git"))
+    assert len(result["provenance"]["commit"] or "") == (40 if in_git else 0)
+    assert result["options"]["images"] == 16 and result["options"]["json"] == str(out)
 
 
 def test_loader_benchmark_rejects_too_few_images(capsys):

@@ -96,6 +96,9 @@ def test_demo_script_prints_the_table_and_writes_curves_and_mindir(tmp_path):
     assert "eta" in out and "[3/5] student + OFA-KD" in out  # progress with ETA, step by step
     results = json.loads((work / "results.json").read_text())
     assert [r["top1"] is not None for r in results["rows"]] == [True] * 4
+    facts = results["provenance"]  # where the numbers came from
+    assert facts["command"].startswith("python -m tools.demo --data-dir ") and "--subset 80" in facts["command"]
+    assert facts["cpu_count"] == os.cpu_count() and len(facts["load_average_end"]) == 3
     png, mindir = work / "curves.png", work / "student_ofa.mindir"
     printed = dict(line.split(":  ", 1) for line in out.splitlines() if line.startswith(("curves:  ", "MINDIR:  ")))
     assert os.path.normpath(os.path.join(ROOT, printed["curves"])) == str(png)  # paths print relative to the repo

@@ -9,6 +9,7 @@ from PIL import Image
 
 from fake_fashion import write_fake_fashion_mnist
 from src.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx, read_mnist
+from src.provenance import provenance
 from tools import study
 from tools.study_plot import draw_panels, draw_sweep
 
@@ -79,12 +80,20 @@ def test_method_overrides():
     assert study.method_overrides(args, "rsd") == {"distiller": "rsd", "loss_weights": [1.0, 1.0]}
     assert study.method_overrides(args, "ofa+rsd") == {"distiller": "ofa+rsd", "eps": [1.5], "stages": [1, 2, 3, 4],
                                                        "loss_weights": [1.0, 1.0], "ofa_branch_weight": 0.5}
+    # RSD at another weight of its term: a variant for --ablation, reading the teacher cache with features
+    assert study.method_overrides(args, "rsd_w0.01") == {"distiller": "rsd", "loss_weights": [1.0, 1.0],
+                                                         "rsd_weight": 0.01}
+    assert study.reads_features("rsd_w0.001") and study.reads_features("ofa+rsd") and not study.reads_features("kd")
+    assert study.parse_args(["--out", "x", "--ablation", "rsd_w0.1,rsd_w0.001"]).ablation == ["rsd_w0.1", "rsd_w0.001"]
     # the ViT teacher trains longer than the CNN one, in its own folder
     assert study.teacher_overrides(args, "vit_p4_pico", "vit")["epochs"] == 5
     assert study.teacher_overrides(args, "vit_p4_pico", "vit")["output_dir"].endswith("vit_p4_pico_e5")
     assert "epochs" not in study.teacher_overrides(args, "resnet10", "cnn")
     with pytest.raises(SystemExit):
         study.parse_args(["--out", "x", "--methods", "kd,fitnet"])
+    assert study.parse_args(["--out", "x", "--seeds", "5", "--only-seeds", "5", "4"]).only_seeds == [5, 4]
+    with pytest.raises(SystemExit):  # a seed outside 1..--seeds
+        study.parse_args(["--out", "x", "--seeds", "3", "--only-seeds", "4"])
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +116,9 @@ def test_quick_study_writes_consistent_report(quick_study):
     md = (out / "results.md").read_text()
     assert results["command"] == "python -m tools.study " + " ".join(argv)
     assert results["command"] in md
+    facts = results["provenance"]  # the invocation: command, commit, cores, load at the start and the end
+    assert facts["command"] == results["command"] and facts["cpu_count"] == os.cpu_count()
+    assert len(facts["load_average"]) == 3 and len(facts["load_average_end"]) == 3
     assert [p["key"] for p in results["pairs"]] == ["cnn2vit", "cnn2mlp"]
     assert results["missing"] == []
     teacher = results["teachers"]["cnn"]
@@ -130,7 +142,7 @@ def test_quick_study_writes_consistent_report(quick_study):
         row = next(line for line in md.splitlines() if line.startswith(f"| {pair['teacher']} (") and
                    f"-> {pair['student']} |" in line)
         for s in pair["methods"].values():
-            assert f"{s['top1_mean']:.2f} ± 0.00" in row
+            assert f"{s['top1_mean']:.2f} (1 seed)" in row
         assert f"{pair['methods']['ofa']['top1_mean'] - pair['methods']['none']['top1_mean']:+.2f}" in row
     assert "resnet10 (" in md and "-> resmlp_p4_pico |" in md and "-> resnet10 |" in md
     settings = results["settings"]
@@ -176,7 +188,7 @@ def test_report_has_rsd_columns_training_only_parameters_and_flags_a_weak_teache
     md = study.render_markdown(results)
     assert "| teacher (top-1) -> student | scratch | KD | OFA | RSD | OFA+RSD |" in md
     row = next(line for line in md.splitlines() if line.startswith("| resnet10 (86.00) -> vit_p4_pico"))
-    assert "73.00 ± 0.00 (1 seed) | 74.00 ± 0.00 (1 seed) |" in row  # RSD, OFA+RSD
+    assert "73.00 (1 seed) | 74.00 (1 seed) |" in row  # RSD, OFA+RSD
     assert "| cnn2vit | 1,000 | +0 | +7,000 | +300 | +7,300 |" in md
     # the ViT teacher at 80.00 is weaker than its student alone at 82.00: said so
     assert "Not a fair pair" in md and "vit_p4_pico (80.00) -> resnet10 (82.00 alone)" in md
@@ -198,8 +210,15 @@ def test_report_lists_ablation_variants_and_the_differences(tmp_path):
     md = study.render_markdown(results)
     row = next(line for line in md.splitlines() if line.startswith("| resnet10 (86.00) -> vit_p4_pico"))
     assert "71.00 ± 1.41" in row and "72.50 ± 0.71" in row and "74.50 ± 0.71" in row
-    assert "| +2.00 | +3.50 |" in row  # OFA - KD, OFA - scratch
-    assert "| ofa_w0.1 | w_ofa 0.1 | 71.25 ± 0.35 | 2 |" in md
+    # 95 % t interval with 1 degree of freedom: 74.50 +- 12.706 x 0.71 / sqrt(2)
+    assert "74.50 ± 0.71 [68.15, 80.85]" in row
+    # OFA - KD: +2.00, Welch's interval with 2 degrees of freedom +- 4.303 x 0.71 holds 0
+    assert "| +2.00 (within noise) | +3.50 (within noise) |" in row
+    assert "| cnn2vit: OFA vs KD | +2.00 | [-1.04, +5.04] | 2 / 2 | within noise |" in md
+    assert "| ofa_w0.1 | w_ofa 0.1 | 71.25 ± 0.35 [68.07, 74.43] | 2 |" in md
+    # Welch's degrees of freedom here: 1.47 (unequal spreads), so the interval is wide
+    assert "| ofa_w0.1 vs OFA | -3.25 | [-6.71, +0.21] | 2 / 2 | within noise |" in md
+    assert results["provenance"] is None  # collect() outside main(): no command line to record
     assert "| cnn2vit | ofa_w0.1 | 2 | 71.50 | 71.50 |" in md
     study.write_report(args, "cmd", results, str(tmp_path))
     assert Image.open(tmp_path / "curves.png").size[0] == 420
@@ -229,8 +248,8 @@ def test_eps_sweep_two_values_from_one_cache_and_resume(tmp_path):
         assert c["n"] == 1 and 0.0 <= c["top1_mean"] <= 100.0
     for eps in ("1", "1.5"):
         row = next(line for line in md.splitlines() if line.startswith(f"| {eps} |"))
-        assert f"{results['cells'][f'ofa_eps{eps}_w1']['top1_mean']:.2f} ± 0.00 (1 seed)" in row
-    assert f"| KD | {results['cells']['kd']['top1_mean']:.2f} ± 0.00 (1 seed) |" in md
+        assert f"{results['cells'][f'ofa_eps{eps}_w1']['top1_mean']:.2f} (1 seed)" in row
+    assert f"| KD | {results['cells']['kd']['top1_mean']:.2f} (1 seed) |" in md
     assert "teacher ran once" in md and "without the cache (estimate)" in md
     # the distilled runs read the cache, the baseline does not
     runs = tmp_path / "work" / "runs" / "resnet10_to_resmlp_p4_pico"
@@ -261,7 +280,10 @@ def test_eps_sweep_report_table_json_and_chart_agree(tmp_path):
     cache = {"path": str(tmp_path / "cache_k2"), "built": True, "seconds": 30.0, "write_seconds": 20.0,
              "views_per_s": 400.0}
     timing = {"forward_s_per_step": 0.05, "compile_s": 4.0}
+    args.provenance = provenance("cmd", study.ROOT)  # what main() records before the first run
     results = eps_sweep.collect(args, "cmd", teacher, cache, timing, records, [64] * 10, 0.0, 0)
+    facts = results["provenance"]
+    assert facts["command"] == "cmd" and facts["cpu_count"] == os.cpu_count() and len(facts["load_average_end"]) == 3
     assert results["distilled_runs"] == 10 and results["settings"]["steps_per_run"] == 10 * 2
     # without a cache: 10 distilled runs x (20 steps x 0.05 s + 4 s compile) more
     assert results["wall"]["estimated_teacher_s_without_cache"] == pytest.approx(10 * (20 * 0.05 + 4.0))
@@ -269,8 +291,24 @@ def test_eps_sweep_report_table_json_and_chart_agree(tmp_path):
     md = (tmp_path / "sweep.md").read_text()
     assert json.loads((tmp_path / "sweep.json").read_text())["cells"]["ofa_eps1.5_w1"]["top1_mean"] == 75.5
     assert "| eps | OFA, w_ofa 1 | OFA, w_ofa 0.1 |" in md
-    assert "| 1.5 | 75.50 ± 0.71 | 71.50 ± 0.71 |" in md
-    assert "| KD | 72.50 ± 0.71 |" in md and "| student alone | 70.50 ± 0.71 |" in md
-    assert "Best OFA cell: eps 1.5, w_ofa 1: 75.50, +3.00 over KD, +5.00 over the student alone." in md
+    assert "| 1.5 | 75.50 ± 0.71 [69.15, 81.85] | 71.50 ± 0.71 [65.15, 77.85] |" in md
+    assert "| KD | 72.50 ± 0.71 [66.15, 78.85] |" in md and "| student alone | 70.50 ± 0.71 [64.15, 76.85] |" in md
+    assert ("Highest OFA mean: eps 1.5, w_ofa 1: 75.50, +3.00 over KD (within noise), +5.00 over the student "
+            "alone (higher).") in md
+    assert "| ofa_eps1.5_w1 vs KD | +3.00 | [-0.04, +6.04] | 2 / 2 | within noise |" in md
     assert "teacher ran once" in md
     assert Image.open(tmp_path / "sweep.png").size == (640, 420)
+
+
+def test_a_run_locked_by_a_live_process_is_skipped_and_a_stale_lock_taken_over(tmp_path):
+    folder = str(tmp_path / "run")
+    os.makedirs(folder)
+    lock = os.path.join(folder, study.RUN_LOCK)
+    assert study._lock_run(folder) and open(lock).read() == str(os.getpid())
+    os.remove(lock)
+    with open(lock, "w") as f:
+        f.write(str(os.getppid()))  # a live process (the test runner's parent) holds it
+    assert not study._lock_run(folder)
+    with open(lock, "w") as f:
+        f.write("999999999")  # no such process: a lock left by a killed study
+    assert study._lock_run(folder) and open(lock).read() == str(os.getpid())

@@ -31,6 +31,7 @@ import time
 from src.flags import int_range
 from src.files import file_sha256, write_json_atomic
 from src.logs import count
+from src.provenance import finish, provenance
 from tools.study import METHOD_TITLES, ROOT, cached_record, log, method_overrides, train_run
 
 TEACHER_RECIPE = os.path.join(ROOT, "configs", "fashion_mnist", "demo_teacher.yaml")
@@ -285,7 +286,9 @@ def run_demo(args):
                      "reused": reused[method]})
     results = {"rows": rows, "gains": gains(rows), "cache": {"dir": cache_dir, "views": views, "time_s": cache_s},
                "export": {"mindir": mindir, "time_s": export_s}, "curves": png,
-               "test_images": args.val_subset or 10000, "elapsed_s": time.time() - t_start}
+               "test_images": args.val_subset or 10000, "elapsed_s": time.time() - t_start,
+               # the command, commit, cores and load average of this invocation
+               "provenance": finish(args.provenance) if getattr(args, "provenance", None) else None}
     write_json_atomic(os.path.join(work, "results.json"), results)
     return results
 
@@ -322,7 +325,9 @@ def print_report(results):
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    args.provenance = provenance(shlex.join(["python", "-m", "tools.demo"] + argv), ROOT)
     try:
         results = run_demo(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:

@@ -10,8 +10,10 @@
 3. For every seed: the student alone, KD, and OFA for every (eps, w_ofa); a run is one train.py child
    (tools/study.py's ``train_run``) whose result is written atomically in its folder, so a stopped sweep
    started again skips every finished run.
-4. ``--out`` gets sweep.json, sweep.md (mean ± std of the final test top-1 per cell, wall times, the
-   cost the cache saved) and sweep.png (top-1 against eps, one line per w_ofa, KD and alone as bands).
+4. ``--out`` gets sweep.json, sweep.md (mean ± sample std and the 95 % t interval of the final test top-1
+   per cell; every cell against KD and the student alone with its 95 % Welch interval, "within noise"
+   where it holds 0; wall times, the cost the cache saved) and sweep.png (top-1 against eps, one line per
+   w_ofa, KD and alone as bands). sweep.json also records the command, the commit, the cores and the load.
 """
 import src  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore runs an op)
 
@@ -23,6 +25,7 @@ import time
 
 from src.flags import float_range, int_range
 from src.logs import count
+from src.provenance import finish, provenance
 from tools import study
 from tools.study import log
 
@@ -91,6 +94,11 @@ def cells(args):
     return out
 
 
+def comparison_pairs(ofa_cells):
+    """What a sweep report compares: every OFA cell against KD and the student alone, and KD against alone."""
+    return [(c, b) for b in ("kd", "alone") for c in ofa_cells] + [("kd", "alone")]
+
+
 def ofa_name(eps, w):
     return f"ofa_eps{eps:g}_w{w:g}"
 
@@ -150,6 +158,8 @@ def run_sweep(args, command):
         if (seed, name) in done or args.report_only:
             continue
         record = study.train_run(study.STUDENT_RECIPE, overrides_of(seed, name, change), f"{name} seed {seed}")
+        if record is None:  # another process is training this run
+            continue
         records.setdefault(name, []).append(record)
         results = collect(args, command, teacher, cache, timing, records, class_counts, t_start, skipped)
         write_report(results, args.out)
@@ -162,6 +172,7 @@ def run_sweep(args, command):
 
 def collect(args, command, teacher, cache, timing, records, class_counts, t_start, skipped):
     summaries = {name: study.summarize(runs) for name, runs in records.items()}
+    differences = study.compare(summaries, comparison_pairs([ofa_name(e, w) for w in args.w_ofa for e in args.eps]))
     any_run = next(iter(records.values()))[0]["config"] if records else {}
     distilled = sum(len(runs) for name, runs in records.items() if name != "alone")
     run_s = sum(r["time_s"] for runs in records.values() for r in runs)
@@ -181,6 +192,8 @@ def collect(args, command, teacher, cache, timing, records, class_counts, t_star
         wall["estimated_teacher_s_without_cache"] = extra
     return {
         "command": command,
+        # the commit, cores and load average of the invocation that wrote this report
+        "provenance": finish(args.provenance) if getattr(args, "provenance", None) else None,
         "finished": time.strftime("%Y-%m-%d %H:%M"),
         "report_only": bool(args.report_only),
         "teacher": {"model": args.teacher, "top1": teacher["final_top1"], "epochs": teacher["config"]["epochs"],
@@ -194,6 +207,7 @@ def collect(args, command, teacher, cache, timing, records, class_counts, t_star
                      "seeds": args.seeds, "eps": args.eps, "w_ofa": args.w_ofa, "stages": args.stages,
                      "steps_per_run": steps_per_run},
         "cells": summaries,
+        "differences": differences,
         "runs": [{"cell": name, "seed": r["config"]["seed"], "final_top1": r["final_top1"],
                   "best_top1": r["best_top1"], "time_s": r["time_s"]} for name, runs in records.items() for r in runs],
         "distilled_runs": distilled,
@@ -230,8 +244,7 @@ def write_report(results, out_dir):
 
 
 def _cell(cells_, name):
-    c = cells_.get(name)
-    return study.fmt(c["top1_mean"], c["top1_std"], c["n"]) if c and c["n"] else "-"
+    return study.fmt_summary(cells_.get(name))
 
 
 def render_markdown(results):
@@ -242,7 +255,8 @@ def render_markdown(results):
     setup = (f"Teacher {t['model']} ({t['params']:,} parameters, {count(t['epochs'], 'epoch')} on {trained_on}): test "
              f"top-1 {t['top1']:.2f}. Students: {s['subset']} class-balanced training images (subset seed "
              f"{s['subset_seed']}), {count(s['epochs'], 'epoch')}, {s['image_size']} px, batch {s['batch_size']}; top-1 on "
-             f"{s['val_subset'] or 10000} test images after the last epoch, mean ± sample std over seeds. "
+             f"{s['val_subset'] or 10000} test images after the last epoch, mean ± sample std over seeds "
+             f"[95 % t interval of the mean]. "
              f"OFA: stages {s['stages']}, loss weights [gt, ofa_final] = [1, 1], ofa_branch_weight = w_ofa; "
              f"KD: T = 1, [1, 1].")
     lines = [f"# OFA eps sweep: {t['model']} -> {results['student']} on Fashion-MNIST", "",
@@ -257,9 +271,18 @@ def render_markdown(results):
             if cells_.get(ofa_name(e, w), {}).get("n")]
     if best and cells_.get("kd", {}).get("n"):
         top, e, w = max(best)
-        lines += [f"Best OFA cell: eps {e:g}, w_ofa {w:g}: {top:.2f}, {top - cells_['kd']['top1_mean']:+.2f} "
-                  f"over KD" + (f", {top - cells_['alone']['top1_mean']:+.2f} over the student alone"
-                                if cells_.get("alone", {}).get("n") else "") + ".", ""]
+        against = {d["b"]: d for d in results.get("differences", []) if d["a"] == ofa_name(e, w)}
+
+        def over(base, title):
+            d = against.get(base)
+            return f", {d['diff']:+.2f} over {title} ({d['verdict']})" if d else ""
+        lines += [f"Highest OFA mean: eps {e:g}, w_ofa {w:g}: {top:.2f}" + over("kd", "KD")
+                  + over("alone", "the student alone") + ".", ""]
+    if results.get("differences"):
+        lines += ["## Differences", "",
+                  "Difference of the mean final top-1 (A - B) with its two-sided 95 % Welch interval; "
+                  "**within noise** where the interval holds 0, so the seeds cannot tell A from B.", ""]
+        lines += study.render_differences(results["differences"], "cell") + [""]
     cache = results["cache"]
     rate = f" ({cache['views_per_s']:.0f} teacher images/s after the compiling batch)" if cache.get("views_per_s") else ""
     lines += ["## Wall time", "",
@@ -290,6 +313,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     command = "python -m tools.eps_sweep " + shlex.join([a for a in argv if a != "--report-only"])
+    args.provenance = provenance(command, study.ROOT)
     try:
         results = run_sweep(args, command)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:

@@ -15,9 +15,11 @@
 4. For every pair and seed the student trains alone (``none``), with KD, OFA-KD, RSD and OFA+RSD for the
    same budget, evaluated on the full test split after every epoch. Runs are cached the same way, so an
    interrupted study continues where it stopped.
-5. ``--out`` gets results.json, results.md (mean +- std of the final-epoch top-1, the training-only
-   parameters of each method, the teachers, the command) and curves.png (test top-1 against epoch, one
-   panel per pair).
+5. ``--out`` gets results.json, results.md (mean ± sample std and the 95 % t interval of the
+   final-epoch top-1; every method against KD and the student alone as a difference with its 95 % Welch
+   interval, "within noise" where it holds 0; the training-only parameters of each method, the teachers,
+   the command) and curves.png (test top-1 against epoch, one panel per pair). results.json also records
+   the command, the commit, the cores and the load average at the start and the end (``provenance``).
 
 Every run is one ``train.py`` child process (GRAPH_MODE), one after another; its command, log and
 checkpoints stay in its folder under ``--work-dir``.
@@ -25,8 +27,8 @@ checkpoints stay in its folder under ``--work-dir``.
 import src  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore runs an op)
 
 import argparse
+import contextlib
 import json
-import math
 import os
 import re
 import shlex
@@ -39,11 +41,16 @@ import numpy as np
 from src.flags import float_range, int_range
 from src.files import write_bytes_atomic, write_json_atomic
 from src.logs import count
+from src.provenance import finish, provenance
+from src.stats import mean_interval, verdict, welch_difference
+from src.stats import mean_std as stats_mean_std
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEACHER_RECIPE = os.path.join(ROOT, "configs", "fashion_mnist", "study_teacher.yaml")
 STUDENT_RECIPE = os.path.join(ROOT, "configs", "fashion_mnist", "study_student.yaml")
 RECORD = "study_run.json"
+# in a run's folder while a process trains it (its process id)
+RUN_LOCK = "study_run.lock"
 # train.py's end-of-epoch log line, echoed to the study's own log
 EPOCH_LINE = re.compile(r"epoch \d+ done in .*")
 # config keys that change nothing about what a run learns: a cached run with other values is still valid
@@ -68,6 +75,9 @@ ABLATIONS = {
     "ofa_stages34": {"stages": [3, 4]},
     "ofa_no_branch": {"w_ofa": 0.0},
 }
+# RSD at other weights of its term (the method's default is 0.1): variants of ``rsd`` for the ablation
+RSD_WEIGHTS = {f"rsd_w{w:g}": w for w in (0.1, 0.03, 0.01, 0.003, 0.001)}
+VARIANTS = {**ABLATIONS, **{name: {"rsd_weight": w} for name, w in RSD_WEIGHTS.items()}}
 
 
 def parse_args(argv):
@@ -80,6 +90,9 @@ def parse_args(argv):
     p.add_argument("--work-dir", default="outputs/fashion_mnist_study",
                    help="checkpoints, per-run records and the subset data (git-ignored)")
     p.add_argument("--seeds", type=int_range(1), default=3, help="student seeds per pair and method")
+    p.add_argument("--only-seeds", type=int_range(1), nargs="+", default=None,
+                   help="train only these of the seeds 1..--seeds (split a study over processes sharing --work-dir; "
+                        "give each its own --out, then rebuild the whole report with --report-only)")
     p.add_argument("--epochs", type=int_range(1), default=None, help="student epochs (default: the student recipe's)")
     p.add_argument("--teacher-epochs", type=int_range(1), default=None, help="teacher epochs (default: the teacher recipe's)")
     p.add_argument("--vit-teacher-epochs", type=int_range(1), default=5,
@@ -100,7 +113,8 @@ def parse_args(argv):
     p.add_argument("--eps", type=float_range(0, low_open=True), nargs="+", default=[1.0], help="OFA eps (one value or one per stage + 1)")
     p.add_argument("--w-ofa", type=float_range(0), default=1.0, help="weight of the OFA branch terms")
     p.add_argument("--stages", type=int_range(1, 4), nargs="+", default=[1, 2, 3, 4], help="student stages with OFA branches")
-    p.add_argument("--ablation", default="", help=f"comma list of OFA variants from {','.join(ABLATIONS)}")
+    p.add_argument("--ablation", default="",
+                   help=f"comma list of OFA and RSD variants from {','.join(VARIANTS)}")
     p.add_argument("--ablation-pair", default="cnn2vit", help="the pair the ablation runs on")
     p.add_argument("--ablation-seeds", type=int_range(1), default=None, help="seeds per ablation variant (default --seeds)")
     p.add_argument("--no-teacher-cache", action="store_true",
@@ -122,12 +136,14 @@ def parse_args(argv):
         args.val_subset = args.val_subset or 256
     args.pairs = _names(args.pairs, PAIRS, "--pairs")
     args.methods = _names(args.methods, METHODS, "--methods")
-    args.ablation = _names(args.ablation, ABLATIONS, "--ablation") if args.ablation else []
+    args.ablation = _names(args.ablation, VARIANTS, "--ablation") if args.ablation else []
     if args.ablation_pair not in PAIRS:
         p.error(f"--ablation-pair must be one of {'|'.join(PAIRS)}, got {args.ablation_pair!r}")
     for name in ("seeds", "subset"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.only_seeds and not all(1 <= s <= args.seeds for s in args.only_seeds):
+        p.error(f"--only-seeds must be within 1..{args.seeds} (--seeds), got {args.only_seeds}")
     return args
 
 
@@ -246,7 +262,7 @@ def train_run(recipe, overrides, label, report_only=False, echo=echo_epoch_line,
     train.log / config.yaml / metrics.json in its output_dir. ``echo(line)`` picks what of the child's
     output is logged (a text, or None to skip the line); ``count=False`` leaves the parameter counts
     out of the record (None), which spares building the models in this process. Returns the record
-    dict, or None when ``report_only`` and nothing is cached.
+    dict, or None when ``report_only`` and nothing is cached, or while another process trains this run.
     """
     from src.config import load_config
 
@@ -258,6 +274,54 @@ def train_run(recipe, overrides, label, report_only=False, echo=echo_epoch_line,
     if report_only:
         return None
     os.makedirs(cfg.output_dir, exist_ok=True)
+    if not _lock_run(cfg.output_dir):
+        log(f"{label}: skipped, another process is training it ({os.path.join(cfg.output_dir, RUN_LOCK)})")
+        return None
+    try:
+        return _train_locked(recipe, overrides, cfg, label, echo, count)
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(cfg.output_dir, RUN_LOCK))
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lock_run(folder):
+    """Take ``folder``'s run lock (a file holding this process's id); False while a live process holds it.
+
+    Two studies sharing a work folder (``--only-seeds``) then never train one run at once; a lock left by a
+    killed process is taken over.
+    """
+    path = os.path.join(folder, RUN_LOCK)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    holder = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and holder != os.getpid() and _pid_alive(holder):
+                return False
+            with contextlib.suppress(OSError):
+                os.remove(path)
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def _train_locked(recipe, overrides, cfg, label, echo, count):
     # not cached: any run already in the folder was made with another config, so it is replaced
     cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--config", recipe] + _override_args(overrides) \
         + ["overwrite=true"]
@@ -396,9 +460,11 @@ def teacher_overrides(args, model, role="cnn"):
 
 
 def method_overrides(args, method):
-    """Config keys of a method name (``none``, ``kd``, ``ofa`` or an ablation variant of OFA)."""
+    """Config keys of a method name (``none``, ``kd``, ``ofa`` or an ablation variant of OFA or RSD)."""
     if method == "none":
         return {"distiller": "none", "teacher": None, "teacher_ckpt": None}
+    if method in RSD_WEIGHTS:
+        return {"distiller": "rsd", "loss_weights": [1.0, 1.0], "rsd_weight": RSD_WEIGHTS[method]}
     if method in ("kd", "rsd"):  # rsd reads loss_weights[0] (w_gt) only; its own weight is rsd_weight
         return {"distiller": method, "loss_weights": [1.0, 1.0]}
     change = ABLATIONS.get(method, {}) if method not in ("ofa", "ofa+rsd") else {}
@@ -420,31 +486,36 @@ def student_overrides(args, subset_dir, pair, method, seed, models, teacher_ckpt
         out.update(epochs=args.epochs)
     out.update(method_overrides(args, method))
     if caches and method != "none":
-        out["teacher_cache"] = caches[teacher_role]
+        out["teacher_cache"] = caches[(teacher_role, reads_features(method))]
     return out
+
+
+def reads_features(method):
+    """Whether a method's distiller reads the teacher's pooled feature (its cache is made with --features)."""
+    return method in FEATURE_METHODS or method in RSD_WEIGHTS
 
 
 # ----------------------------------------------------------------------------- report
 
 def mean_std(values):
-    values = [float(v) for v in values]
-    if not values:
-        return None, None
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return mean, std
+    """(mean, sample std) of a cell; one seed has std 0.0 here (the report prints it without a spread)."""
+    mean, std = stats_mean_std(values)
+    return mean, (0.0 if std is None and mean is not None else std)
 
 
 def summarize(runs):
     """Mean +- std (sample std over seeds) of the final-epoch top-1, and the per-epoch curves."""
     finals = [r["final_top1"] for r in runs]
     mean, std = mean_std(finals)
+    interval = mean_interval(finals)
     curves = [r["curve"] for r in runs]
     epochs = min((len(c) for c in curves), default=0)
     per_epoch = [[c[i] for c in curves] for i in range(epochs)]
     return {
         "n": len(runs),
         "top1_mean": mean, "top1_std": std,
+        # two-sided 95 % t interval of the mean over seeds (None with one seed)
+        "top1_ci95": [interval["low"], interval["high"]] if interval["low"] is not None else None,
         "top1_runs": finals,
         "best_top1_runs": [r["best_top1"] for r in runs],
         "seeds": [r["config"]["seed"] for r in runs],
@@ -457,10 +528,57 @@ def summarize(runs):
     }
 
 
-def fmt(mean, std, n):
+def fmt(mean, std, n, ci=None):
+    """``mean ± std`` of a cell, with its 95 % interval ``[low, high]`` when given."""
     if mean is None:
         return "-"
-    return f"{mean:.2f} ± {std:.2f}" + ("" if n > 1 else " (1 seed)")
+    if n < 2:  # one seed has no spread to show
+        return f"{mean:.2f} (1 seed)"
+    return f"{mean:.2f} ± {std:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+def fmt_summary(summary):
+    """A summary's table cell: mean ± sample std [95 % t interval], or "-" without runs."""
+    if not summary or not summary["n"]:
+        return "-"
+    return fmt(summary["top1_mean"], summary["top1_std"], summary["n"], summary.get("top1_ci95"))
+
+
+def compare(summaries, pairs):
+    """Welch differences ``a - b`` of final top-1 for every ``(a, b)`` in ``pairs`` whose cells have runs.
+
+    Returns ``[{"a", "b", "n_a", "n_b", "diff", "low", "high", "df", "within_noise", "verdict"}]``.
+    """
+    out = []
+    for a, b in pairs:
+        sa, sb = summaries.get(a), summaries.get(b)
+        if not (sa and sb and sa["n"] and sb["n"]):
+            continue
+        d = welch_difference(sa["top1_runs"], sb["top1_runs"])
+        out.append({"a": a, "b": b, "n_a": sa["n"], "n_b": sb["n"], **d, "verdict": verdict(d)})
+    return out
+
+
+def comparison_pairs(names, baselines=("kd", "none")):
+    """Every method against each baseline present (and OFA+RSD against OFA): ``[(a, b)]``."""
+    pairs = [(a, b) for b in baselines if b in names for a in names if a != b and a not in baselines]
+    if "kd" in names and "none" in names:
+        pairs.append(("kd", "none"))
+    if "ofa+rsd" in names and "ofa" in names:
+        pairs.append(("ofa+rsd", "ofa"))
+    return pairs
+
+
+def render_differences(rows, title=None):
+    """Markdown rows of differences: ``| what | A - B | 95 % interval | seeds | verdict |``."""
+    lines = ["| " + (title or "comparison") + " | difference | 95 % interval (Welch) | seeds | verdict |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        ci = f"[{r['low']:+.2f}, {r['high']:+.2f}]" if r["low"] is not None else "-"
+        name = f"{METHOD_TITLES.get(r['a'], r['a'])} vs {METHOD_TITLES.get(r['b'], r['b'])}"
+        lines.append(f"| {r.get('pair', '') + ': ' if r.get('pair') else ''}{name} | {r['diff']:+.2f} | {ci} | "
+                     f"{r['n_a']} / {r['n_b']} | {r['verdict']} |")
+    return lines
 
 
 def write_report(args, command, results, out_dir):
@@ -501,7 +619,7 @@ def render_markdown(results):
               f"{'the full 60k training split' if not s['teacher_subset'] else str(s['teacher_subset']) + ' images'} "
               f"for {count(s['teacher_epochs'], 'epoch')}. Top-1 is measured on "
               f"{'the full 10k test split' if not s['val_subset'] else str(s['val_subset']) + ' test images'} "
-              f"after the last epoch; mean ± sample std over seeds. "
+              f"after the last epoch; mean ± sample std over seeds [95 % t interval of the mean]. "
               f"OFA: eps {s['eps']}, stages {s['stages']}, loss weights [gt, ofa_final] = [1, 1], ofa_branch_weight {s['w_ofa']}. "
               f"KD: T = 1, weights [1, 1]. RSD: w_rsd {s.get('rsd_weight')}, kappa {s.get('rsd_kappa')}, "
               f"projector width x{s.get('rsd_gamma')}, w_gt 1; OFA+RSD: the OFA terms plus the RSD term. "
@@ -520,15 +638,20 @@ def render_markdown(results):
         t_acc = f"{t['top1']:.2f}" if t.get("top1") is not None else "-"
         row = [f"{pair['teacher']} ({t_acc}) -> {pair['student']}"]
         for m in methods:
-            st = pair["methods"].get(m) or {"top1_mean": None, "top1_std": None, "n": 0}
-            row.append(fmt(st["top1_mean"], st["top1_std"], st["n"]))
+            row.append(fmt_summary(pair["methods"].get(m)))
         for a, b in (("ofa", "kd"), ("ofa", "none")):
             if a in methods and b in methods:
-                ma, mb = pair["methods"].get(a), pair["methods"].get(b)
-                ok = ma and mb and ma["n"] and mb["n"]
-                row.append(f"{ma['top1_mean'] - mb['top1_mean']:+.2f}" if ok else "-")
+                got = next((d for d in pair.get("differences", []) if (d["a"], d["b"]) == (a, b)), None)
+                row.append(f"{got['diff']:+.2f}" + (" (within noise)" if got["within_noise"] else "")
+                           if got else "-")
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
+    differences = [dict(r, pair=p["key"]) for p in results["pairs"] for r in p.get("differences", [])]
+    if differences:
+        lines += ["## Differences", "",
+                  "Difference of the mean final top-1 (A - B) with its two-sided 95 % Welch interval; "
+                  "**within noise** where the interval holds 0, so the seeds cannot tell A from B.", ""]
+        lines += render_differences(differences) + [""]
     weaker = [f"{p['teacher']} ({results['teachers'][p['teacher_role']]['top1']:.2f}) -> {p['student']} "
               f"({p['methods']['none']['top1_mean']:.2f} alone)" for p in results["pairs"]
               if p["methods"].get("none", {}).get("n") and results["teachers"].get(p["teacher_role"], {}).get("top1")
@@ -558,12 +681,13 @@ def render_markdown(results):
     lines.append("")
     if results.get("ablation"):
         ab = results["ablation"]
-        lines += [f"## OFA ablation on {ab['teacher']} -> {ab['student']}", "",
+        lines += [f"## Ablation (OFA and RSD variants) on {ab['teacher']} -> {ab['student']}", "",
                   "| variant | overrides | top-1 | n |", "| --- | --- | --- | --- |"]
         for name, st in ab["variants"].items():
-            lines.append(f"| {name} | {ab['overrides'].get(name, '')} | {fmt(st['top1_mean'], st['top1_std'], st['n'])} "
-                         f"| {st['n']} |")
+            lines.append(f"| {name} | {ab['overrides'].get(name, '')} | {fmt_summary(st)} | {st['n']} |")
         lines.append("")
+        if ab.get("differences"):
+            lines += render_differences(ab["differences"], "variant") + [""]
     lines += ["## Per seed (final / best-epoch test top-1)", "", "| pair | method | seed | final | best | params (student + branches) | time |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     cells = [(pair["key"], m, st) for pair in results["pairs"] for m, st in pair["methods"].items()]
@@ -613,21 +737,24 @@ def run_study(args, command):
     subset_dir, class_counts = make_subset_dir(args.data_dir, os.path.join(args.work_dir, f"data_subset{args.subset}"),
                                                args.subset, args.subset_seed)
     caches = {}
+    needed = {(PAIRS[p][0], reads_features(m)) for p in args.pairs for m in args.methods if m != "none"}
+    needed |= {(PAIRS[args.ablation_pair][0], reads_features(v)) for v in args.ablation}
     if need_teachers and not args.no_teacher_cache:
-        features = any(m in FEATURE_METHODS for m in args.methods)
-        for role in roles:  # the teacher runs once per role; every distilled run of that teacher reads it
+        # the teacher runs once per role (and once more with features when RSD is studied); its runs read it
+        for role, features in sorted(needed):
             probe = student_overrides(args, subset_dir, next(p for p in PAIRS if PAIRS[p][0] == role), "kd", 1,
                                       models, teacher_ckpts)
             views = load_config_for(STUDENT_RECIPE, probe).epochs
             path = teacher_cache_dir(args.work_dir, models["teacher"][role], teacher_ckpts[role], subset_dir, views,
                                      features)
             cache = ensure_teacher_cache(STUDENT_RECIPE, probe, path, views, features, report_only=args.report_only)
-            caches[role] = path
-            teachers[role]["cache"] = {"path": os.path.relpath(path, ROOT) if path.startswith(ROOT) else path,
-                                       "views": views, "features": features, "write_s": cache["write_seconds"]}
+            caches[(role, features)] = path
+            teachers[role]["cache" + ("_features" if features else "")] = {
+                "path": os.path.relpath(path, ROOT) if path.startswith(ROOT) else path,
+                "views": views, "features": features, "write_s": cache["write_seconds"]}
             log(f"teacher {models['teacher'][role]} ran once: cache {path}")
-    seeds = list(range(1, args.seeds + 1))
-    ab_seeds = list(range(1, (args.ablation_seeds or args.seeds) + 1))
+    seeds = sorted(set(args.only_seeds)) if args.only_seeds else list(range(1, args.seeds + 1))
+    ab_seeds = [s for s in range(1, (args.ablation_seeds or args.seeds) + 1) if not args.only_seeds or s in seeds]
     plan = [(seed, pair, method) for seed in seeds for pair in args.pairs for method in args.methods]
     plan += [(seed, args.ablation_pair, variant) for seed in ab_seeds for variant in args.ablation]
     records = {}
@@ -662,8 +789,11 @@ def collect(args, command, models, teachers, records, missing, class_counts, t_s
         pairs.append({"key": pair, "teacher_role": t_role, "teacher": models["teacher"][t_role],
                       "student": models["student"][s_role],
                       "methods": {m: summarize(records.get((pair, m), [])) for m in args.methods}})
+        pairs[-1]["differences"] = compare(pairs[-1]["methods"], comparison_pairs(args.methods))
     results = {
         "command": command,
+        # the commit, cores and load average of the invocation that wrote this report
+        "provenance": finish(args.provenance) if getattr(args, "provenance", None) else None,
         "report_only": bool(args.report_only),
         "finished": time.strftime("%Y-%m-%d %H:%M"),
         "elapsed_min": (time.time() - t_start) / 60,
@@ -687,14 +817,18 @@ def collect(args, command, models, teachers, records, missing, class_counts, t_s
     }
     if args.ablation:
         t_role, s_role = PAIRS[args.ablation_pair]
-        variants = {"kd": None, "ofa": None} | {v: None for v in args.ablation}
+        variants = {"none": None, "kd": None, "ofa": None} | {v: None for v in args.ablation}
         results["ablation"] = {
             "pair": args.ablation_pair, "teacher": models["teacher"][t_role], "student": models["student"][s_role],
             "overrides": {"kd": "distiller kd", "ofa": f"eps {args.eps}, w_ofa {args.w_ofa}, stages {args.stages}"}
-            | {v: ", ".join(f"{k} {val}" for k, val in ABLATIONS[v].items()) for v in args.ablation},
+            | {"none": "student alone"}
+            | {v: ", ".join(f"{k} {val}" for k, val in VARIANTS[v].items()) for v in args.ablation},
             "variants": {v: summarize(records.get((args.ablation_pair, v), [])) for v in variants
                          if records.get((args.ablation_pair, v))},
         }
+        ab = results["ablation"]
+        ab["differences"] = compare(ab["variants"], [(v, b) for b in ("kd", "ofa") for v in args.ablation]
+                                    + [(v, "none") for v in args.ablation if "none" in ab["variants"]])
     return results
 
 
@@ -703,6 +837,7 @@ def main(argv=None):
     args = parse_args(argv)
     # the command that trains these numbers (a --report-only rebuild reads the same cached runs)
     command = "python -m tools.study " + shlex.join([a for a in argv if a != "--report-only"])
+    args.provenance = provenance(command, ROOT)
     try:
         results = run_study(args, command)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
