@@ -75,6 +75,26 @@ def read_resume_point(path):
     return int(params["epoch"].asnumpy()), step, best
 
 
+def momentum_state_as_sgd(params, names):
+    """A resume state of the former ``sgd`` (``nn.Momentum``: ``moments.*``) in ``nn.SGD``'s names.
+
+    Both keep ``buf = momentum * buf + g``, so the buffers carry over as they are; ``stat.*`` (1 = no step
+    taken yet) is 0 for a state that has stepped.
+    """
+    if not any(k.startswith("moments.") for k in params) or not any(n.startswith("accum.") for n in names):
+        return params
+    out = {}
+    for key, value in params.items():
+        if key.startswith("moments."):
+            name = "accum." + key[len("moments."):]
+            out[name] = ms.Parameter(value.asnumpy(), name=name)
+            stat = "stat." + key[len("moments."):]
+            out[stat] = ms.Parameter(np.zeros(value.shape, np.float32), name=stat)
+        else:
+            out[key] = value
+    return out
+
+
 def _same(a, b):
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return float(a) == float(b)
@@ -188,6 +208,7 @@ class Trainer:
         for name in SCHEDULE_PARAMS:
             params.pop(name, None)
         names = {p.name for p in self.resume_params()}
+        params = momentum_state_as_sgd(params, names)
         state = {k: v for k, v in params.items() if k in names}
         unexpected = [k for k in params if k not in names]
         missing = [k for k in names if k not in state]
