@@ -140,6 +140,8 @@ KEYS = {
     "warmup_epochs": _k("int", 3, "linear warm-up epochs"),
     "warmup_lr": _k("float", 1e-4, "learning rate at the start of the warm-up"),
     "scheduler": _k("str", "step", "learning-rate schedule after warm-up", choices=SCHEDULERS),
+    "lr_per_epoch": _k("bool", False, "set the learning rate once per epoch, constant within it, warm-up "
+                       "included (timm's per-epoch schedulers, the paper's runs); false = it moves every step"),
     "decay_epochs": _k("int", 30, "step schedule: epochs between decays"),
     "decay_rate": _k("float", 0.1, "step schedule: factor per decay"),
     "clip_grad": _k("float", 0.0, "global-norm gradient clipping of student + branches (0 = off)"),

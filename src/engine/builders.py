@@ -133,7 +133,7 @@ def apply_amp(cfg, distiller):
 def build_train_step(cfg, distiller, steps_per_epoch):
     lrs = lr_schedule(cfg.scheduler, cfg.lr, cfg.min_lr, cfg.epochs, steps_per_epoch,
                       warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.warmup_lr,
-                      decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate)
+                      decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate, per_epoch=cfg.lr_per_epoch)
     groups = param_groups(distiller, cfg.weight_decay)
     optimizer = create_optimizer(cfg.opt, groups, lrs, momentum=cfg.momentum, nesterov=cfg.nesterov)
     precision = resolve_precision(cfg)

@@ -23,10 +23,11 @@ def param_groups(distiller, weight_decay):
 
 
 def lr_schedule(scheduler, lr, min_lr, epochs, steps_per_epoch, warmup_epochs=0, warmup_lr=0.0,
-                decay_epochs=30, decay_rate=0.1):
-    """Per-step learning rates: the reference recipes' schedules (timm 0.6.5's), sampled at every step.
+                decay_epochs=30, decay_rate=0.1, per_epoch=False):
+    """Per-step learning rates: the reference recipes' schedules (timm 0.6.5's), one value per step.
 
-    With ``t = step / steps_per_epoch`` (epochs, fractional) and ``w = warmup_epochs``:
+    With ``t = step / steps_per_epoch`` (epochs, fractional; with ``per_epoch`` the whole epoch
+    ``floor(step / steps_per_epoch)``) and ``w = warmup_epochs``:
 
     * warm-up, ``t < w``: ``warmup_lr + t * (lr - warmup_lr) / w``;
     * cosine: ``min_lr + (lr - min_lr) * (1 + cos(pi * t / epochs)) / 2``, where ``t`` counts the warm-up
@@ -34,9 +35,11 @@ def lr_schedule(scheduler, lr, min_lr, epochs, steps_per_epoch, warmup_epochs=0,
     * step: ``lr * decay_rate ** floor(t / decay_epochs)`` (ImageNet CNN: decays at epochs 30, 60, 90);
     * constant: ``lr``.
 
-    The reference sets the rate once per epoch, at these same values at every epoch start; here it moves
-    every step in between, which keeps one-to-three-epoch runs (demos, tests) from spending a whole epoch
-    at the warm-up's starting rate.
+    ``per_epoch=True`` is the reference's stepping: timm's schedulers run with ``t_in_epochs`` and are
+    stepped once per epoch, so the rate is constant within an epoch, warm-up included (config key
+    ``lr_per_epoch``, set by the paper's recipes). ``per_epoch=False`` takes the same values at every epoch
+    start and moves every step in between, which keeps one-to-three-epoch runs (demos, tests) from
+    spending a whole epoch at the warm-up's starting rate.
     """
     import math
 
@@ -49,7 +52,7 @@ def lr_schedule(scheduler, lr, min_lr, epochs, steps_per_epoch, warmup_epochs=0,
         raise ValueError(f"warmup_epochs must be >= 0 and decay_epochs > 0, got {warmup_epochs}, {decay_epochs}")
     values = []
     for step in range(epochs * steps_per_epoch):
-        t = step / steps_per_epoch
+        t = step // steps_per_epoch if per_epoch else step / steps_per_epoch
         if t < warmup_epochs:
             value = warmup_lr + t * (lr - warmup_lr) / warmup_epochs
         elif scheduler == "cosine":

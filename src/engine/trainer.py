@@ -10,7 +10,7 @@ position (epoch and step within it), the best accuracies, the history and the co
 with. Continuing from it replays the same samples and augmentation draws (the data pipeline of an
 epoch depends only on the seed and the epoch; a mid-epoch position skips the batches already used),
 and recomputes the learning-rate schedule from the current config, so a changed ``lr``, ``min_lr``,
-``warmup_*``, ``decay_*`` or a larger ``epochs`` applies from the resumed step on.
+``warmup_*``, ``decay_*``, ``lr_per_epoch`` or a larger ``epochs`` applies from the resumed step on.
 """
 import json
 import os
