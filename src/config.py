@@ -118,6 +118,8 @@ KEYS = {
     # --- models and distillation
     "student": _k("str", None, "student model name (required)", nullable=True),
     "teacher": _k("str", None, "teacher model name (required unless distiller is none)", nullable=True),
+    "student_ckpt": _k("str", None, "MindSpore checkpoint to initialise the student from (e.g. converted timm "
+                       "weights); a run continued with resume takes the student from the resume state", nullable=True),
     "teacher_ckpt": _k("str", None, "MindSpore checkpoint of the teacher", nullable=True),
     "distiller": _k("str", "ofa", "distillation method; none trains the student alone", choices=DISTILLERS),
     "stages": _k("int_list", [1, 2, 3, 4], "student stages that get an OFA exit branch"),

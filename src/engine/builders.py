@@ -62,6 +62,23 @@ def build_student(cfg):
                         in_channels=cfg.in_channels, drop_path_rate=float(cfg.drop_path_rate))
 
 
+def load_student_checkpoint(cfg, student, resuming=False):
+    """Initialise ``student`` from ``cfg.student_ckpt`` (a MindSpore checkpoint: written by train.py, or timm /
+    PyTorch weights converted by tools/convert_checkpoint.py). A ViT position embedding trained at another
+    size is resampled as for teachers; missing or unexpected tensors are named in one line. A run that
+    continues a resume state takes the student from there: ``student_ckpt`` is then skipped, with a log line.
+    Returns True when the checkpoint was loaded."""
+    if not cfg.student_ckpt:
+        return False
+    if resuming:
+        log.info("student_ckpt %s not loaded: the run continues from its resume state, which holds the student "
+                 "(resume wins over student_ckpt)", cfg.student_ckpt)
+        return False
+    load_model_checkpoint(student, cfg.student_ckpt, what=f"student '{cfg.student}'")
+    log.info("student %s initialised from student_ckpt %s", cfg.student, cfg.student_ckpt)
+    return True
+
+
 def build_teacher(cfg, load=True):
     """The teacher with its checkpoint loaded (required: a random teacher teaches nothing), or with
     ``teacher_cache`` set the ``CachedTeacher`` standing for it."""

@@ -25,7 +25,8 @@ import mindspore.dataset as ds
 from src.data import create_dataset, load_source
 from src.files import write_json_atomic
 
-from .builders import apply_amp, build_run_distiller, build_student, build_teacher, build_train_step
+from .builders import (apply_amp, build_run_distiller, build_student, build_teacher, build_train_step,
+                       load_student_checkpoint)
 from .checkpoint import load_into, read_checkpoint, save_atomic
 from .evaluate import EvaluationStopped, Evaluator
 from .run_dir import RESUME_FILE
@@ -120,6 +121,7 @@ class Trainer:
         self.out_dir = cfg.output_dir
 
         self.student = build_student(cfg)
+        load_student_checkpoint(cfg, self.student, resuming=bool(cfg.resume))
         self.teacher = build_teacher(cfg) if cfg.distiller != "none" else None
         self.distiller = build_run_distiller(cfg, self.student, self.teacher)
         self.term_names = tuple(self.distiller.term_names)
