@@ -13,7 +13,6 @@ PyTorch and timm are test / benchmark dependencies: only ``benchmarks/equivalenc
 """
 import math
 
-import numpy as np
 
 FINAL_GRID = 7  # token branches merge patches until about 7 x 7 remain (docs/method.md)
 
