@@ -64,6 +64,7 @@ def test_adamw_cosine_per_step_clip_ema_mixup(harness):
     assert r["worst_ema_rel_diff"] <= 1e-3
 
 
+@pytest.mark.slow  # a third compiled run: kept out of the fast tier's budget
 def test_the_harness_catches_plain_momentum(harness, monkeypatch):
     """The failure the harness was built for: an sgd that drops Nesterov parts from the twin at step 2."""
     from src.engine import builders
