@@ -26,8 +26,8 @@ def run(harness, *argv):
     return harness.run(args)
 
 
-def assert_equivalent(result, weights=1e-3):
-    assert result["first_step_loss_rel_diff"] <= 1e-5, result["per_step"][0]
+def assert_equivalent(result, first=1e-5, weights=1e-3):
+    assert result["first_step_loss_rel_diff"] <= first, result["per_step"][0]
     assert result["worst_loss_rel_diff"] <= 1e-3
     assert result["worst_lr_rel_diff"] <= 1e-6
     assert result["worst_weight_rel_diff"] <= weights, result["worst_weight_tensor"]
@@ -46,7 +46,9 @@ def test_sgd_nesterov_step_schedule_label_smoothing_kd(harness):
     lrs = [row["lr_theirs"] for row in r["per_step"]]
     assert lrs == pytest.approx([1e-4, 0.05, 0.005, 0.005])  # warm-up, peak, then the decay at epoch 2
     assert list(r["per_step"][0]["terms_ours"]) == ["gt", "kd", "total"]
-    assert_equivalent(r)
+    # a KL of 0.043 between two random ResNet-10s: float32 gives it to 5e-7 absolute, 1.2e-5 relative (measured)
+    assert_equivalent(r, first=3e-5)
+    assert r["global_weight_rel_diff"] <= 1e-5
     assert r["worst_bn_stat_rel_diff"] <= 1e-3
 
 
@@ -61,6 +63,7 @@ def test_adamw_cosine_per_step_clip_ema_mixup(harness):
     lrs = [row["lr_theirs"] for row in r["per_step"]]
     assert lrs[0] < lrs[1] < lrs[2] > lrs[3]  # warm-up rises within the epoch, then the cosine
     assert_equivalent(r)
+    assert r["global_weight_rel_diff"] <= 1e-5
     assert r["worst_ema_rel_diff"] <= 1e-3
 
 
@@ -78,11 +81,14 @@ def test_the_harness_catches_plain_momentum(harness, monkeypatch):
     assert r["worst_weight_rel_diff"] > 1e-2
 
 
-def test_bad_flags_are_one_line_errors(harness):
+def test_bad_flags_are_one_line_errors(harness, capsys):
+    from benchmarks.__main__ import main
+
     with pytest.raises(ValueError, match="drop_path_rate"):
         run(harness, *TINY_CNN, "--distiller", "none", "--set", "drop_path_rate=0.1")
-    with pytest.raises(ValueError, match="even"):
-        run(harness, "--batch-size", 3, "--distiller", "none")
+    assert main(["equivalence", "--batch-size", "3", "--distiller", "none"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "even" in err and err.count("\n") == 1
 
 
 PAPER_PAIRS = [  # teacher, student, recipe, steps
