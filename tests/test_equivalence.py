@@ -92,8 +92,8 @@ def test_bad_flags_are_one_line_errors(harness, capsys):
 
 
 PAPER_PAIRS = [  # teacher, student, recipe, steps
-    ("deit_tiny", "resnet18", "imagenet_cnn.yaml", 10),
-    ("resnet50", "deit_tiny", "imagenet_vit_mlp.yaml", 6),
+    ("deit_tiny", "resnet18", "imagenet_cnn.yaml", 4),
+    ("resnet50", "deit_tiny", "imagenet_vit_mlp.yaml", 3),
 ]
 
 
