@@ -4,6 +4,7 @@
     python -m benchmarks model --model swin_tiny --image-size 224 ...      # benchmarks/model_speed.py
     python -m benchmarks loader --images 200 --rounds 3 ...               # benchmarks/loader_speed.py
     python -m benchmarks loop --teacher resnet10 --student vit_p4_pico ... # benchmarks/loop_overhead.py
+    python -m benchmarks equivalence --teacher deit_tiny --student resnet18 ...  # benchmarks/equivalence.py
     python -m benchmarks MODE --help                                       # one mode's flags
 """
 import importlib
@@ -16,6 +17,8 @@ MODES = {
     "model": ("benchmarks.model_speed", "time one model's forward (and backward) against timm's in PyTorch"),
     "loader": ("benchmarks.loader_speed", "time the image-folder data pipeline against MindSpore's own"),
     "loop": ("benchmarks.loop_overhead", "train.py's epoch images/s against the bare step's, alternated"),
+    "equivalence": ("benchmarks.equivalence", "train one pair in ours and in a PyTorch/timm twin step by step; "
+                    "where they part"),
 }
 
 

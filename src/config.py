@@ -123,6 +123,8 @@ KEYS = {
     # --- models and distillation
     "student": _k("str", None, "student model name (required)", nullable=True),
     "teacher": _k("str", None, "teacher model name (required unless distiller is none)", nullable=True),
+    "student_ckpt": _k("str", None, "MindSpore checkpoint to initialise the student from (e.g. converted timm "
+                       "weights); a run continued with resume takes the student from the resume state", nullable=True),
     "teacher_ckpt": _k("str", None, "MindSpore checkpoint of the teacher", nullable=True),
     "distiller": _k("str", "ofa", "distillation method; none trains the student alone", choices=tuple(DISTILLERS)),
     "stages": _k("int_list", [1, 2, 3, 4], "student stages that get an OFA exit branch"),
@@ -149,6 +151,8 @@ KEYS = {
     "warmup_epochs": _k("int", 3, "linear warm-up epochs"),
     "warmup_lr": _k("float", 1e-4, "learning rate at the start of the warm-up"),
     "scheduler": _k("str", "step", "learning-rate schedule after warm-up", choices=SCHEDULERS),
+    "lr_per_epoch": _k("bool", False, "set the learning rate once per epoch, constant within it, warm-up "
+                       "included (timm's per-epoch schedulers, the paper's runs); false = it moves every step"),
     "decay_epochs": _k("int", 30, "step schedule: epochs between decays"),
     "decay_rate": _k("float", 0.1, "step schedule: factor per decay"),
     "clip_grad": _k("float", 0.0, "global-norm gradient clipping of student + branches (0 = off)"),

@@ -59,3 +59,52 @@ def test_no_warm_up_and_constant():
 def test_an_unknown_schedule_is_refused():
     with pytest.raises(ValueError, match="scheduler"):
         lr_schedule("poly", 0.1, 0.0, 3, 2)
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_per_epoch_rate_is_the_reference_rate_at_every_step_of_the_epoch(recipe):
+    scheduler, lr, min_lr, epochs, warmup, warmup_lr = RECIPES[recipe]
+    steps = 3
+    values = lr_schedule(scheduler, lr, min_lr, epochs, steps, warmup_epochs=warmup, warmup_lr=warmup_lr,
+                         per_epoch=True)
+    assert len(values) == epochs * steps
+    for step, value in enumerate(values):
+        expected = timm_epoch_lr(scheduler, step // steps, lr, min_lr, epochs, warmup, warmup_lr)
+        assert value == pytest.approx(expected, rel=1e-12), step
+    # the per-step form agrees at every epoch start and differs in between (during warm-up)
+    moving = lr_schedule(scheduler, lr, min_lr, epochs, steps, warmup_epochs=warmup, warmup_lr=warmup_lr)
+    assert moving[::steps] == pytest.approx(values[::steps], rel=1e-12)
+    assert moving[1] > values[1]
+
+
+def test_recipes_set_the_reference_per_epoch_stepping():
+    import glob
+    import os
+
+    from src.config import load_config
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "recipes")
+    paths = sorted(glob.glob(os.path.join(root, "*.yaml")))
+    assert len(paths) == 4
+    for path in paths:
+        assert load_config(path, for_training=False).lr_per_epoch is True, path
+    assert load_config(None, {"dataset": "fake"}, for_training=False).lr_per_epoch is False  # the default keeps per-step rates
+
+
+def test_the_train_step_reads_the_per_epoch_rates(monkeypatch):
+    from src.config import load_config
+    from src.engine import builders
+
+    seen = {}
+
+    def fake_optimizer(name, groups, lrs, **kwargs):
+        seen["lrs"] = lrs
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(builders, "create_optimizer", fake_optimizer)
+    monkeypatch.setattr(builders, "param_groups", lambda distiller, wd: [])
+    cfg = load_config(None, dict(dataset="fake", lr_per_epoch=True, scheduler="cosine", lr=1.0, min_lr=0.0, epochs=4,
+                                 warmup_epochs=2, warmup_lr=0.0), for_training=False)
+    with pytest.raises(RuntimeError, match="stop"):
+        builders.build_train_step(cfg, None, 3)
+    assert seen["lrs"][:6] == [0.0, 0.0, 0.0, 0.5, 0.5, 0.5]

@@ -28,6 +28,7 @@ AUTHORS_DEFAULTS = {
     "re_prob": 0.0, "re_mode": "pixel", "mixup": 0.0, "cutmix": 0.0, "mixup_prob": 1.0, "mixup_switch_prob": 0.5,
     "interpolation": "random", "crop_pct": 0.875, "ema": False, "ema_decay": 0.9998, "drop_path_rate": 0.0,
     "image_size": 224, "seed": 42,
+    "lr_per_epoch": True,  # timm 0.6.5's schedulers step once per epoch (t_in_epochs)
     "distiller": "ofa", "stages": [1, 2, 3, 4], "eps": [1.0], "temperature": 1.0, "loss_weights": [1.0, 1.0],
     "ofa_branch_weight": 1.0,
 }

@@ -56,16 +56,18 @@ def _names(items, limit=6):
     return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
-def map_state_dict(arch, state, expected, source="checkpoint", drop_head=False, adapt=None):
+def map_state_dict(arch, state, expected, source="checkpoint", drop_head=False, adapt=None, layout=None):
     """Rename ``state`` ({source name: ndarray}) onto ``expected`` ({our name: shape}) of ``arch``.
 
     Every expected parameter must receive exactly one tensor of its shape and every source tensor must
     land on a parameter, except known buffers (skipped) and, with ``drop_head``, the classifier (left at
     its random init). Anything else raises ValueError in one line naming the tensors. ``adapt``
     ({our name: ndarray} -> the same) may first fit size-dependent tensors to the model (the model's
-    ``adapt_checkpoint``, e.g. a position embedding resampled to another image size).
+    ``adapt_checkpoint``, e.g. a position embedding resampled to another image size). ``layout`` maps
+    parts that are no registry model (e.g. ``branches.BRANCHES``, the distillers' exit branches); ``arch``
+    then only names them in messages.
     """
-    layout = layout_for(arch, state)
+    layout = layout or layout_for(arch, state)
     expected = {k: tuple(v) for k, v in expected.items()}
     head = set(layout.head)
     params, origin, skipped, dropped, unexpected = {}, {}, [], [], []

@@ -13,6 +13,7 @@ from src.models.layers import GELU
 from src.models.vit import Block
 
 FINAL_GRID = 7  # token branches merge patches until about 7 x 7 remain, as at the last CNN stage
+BRANCH_LN_EPS = 1e-5  # torch's LayerNorm default, which the reference's branch blocks and patch merging use
 
 
 def _conv(c_in, c_out, kernel, stride=1, groups=1, bias=False):
@@ -72,7 +73,7 @@ class PatchMerging(nn.Cell):
     def __init__(self, grid, dim, out_dim, act=True):
         super().__init__()
         self.grid = grid
-        self.norm = nn.LayerNorm((4 * dim,), epsilon=1e-5)
+        self.norm = nn.LayerNorm((4 * dim,), epsilon=BRANCH_LN_EPS)
         self.reduction = _linear(4 * dim, out_dim, bias=False)
         self.act = GELU() if act else nn.Identity()  # exact (erf) GELU, the form that is fastest on CPU
 
@@ -113,7 +114,8 @@ class TokenBranch(nn.Cell):
             merges.append(_linear(dim, width))
         self.merge = nn.SequentialCell(merges) if merges else nn.Identity()
         self.prefix_proj = _linear(embed_dim, width) if (num_prefix_tokens and embed_dim != width) else nn.Identity()
-        self.blocks = nn.SequentialCell([Block(width, num_heads=4, qkv_bias=False)
+        # the reference's timm 0.6.5 Block: torch's LayerNorm, eps 1e-5 (our ViTs use timm's 1e-6)
+        self.blocks = nn.SequentialCell([Block(width, num_heads=4, qkv_bias=False, norm_eps=BRANCH_LN_EPS)
                                          for _ in range(max(4 - stage, 1))])
         self.head = _linear(width, num_classes)
 

@@ -67,6 +67,23 @@ def build_student(cfg):
                         in_channels=cfg.in_channels, drop_path_rate=float(cfg.drop_path_rate))
 
 
+def load_student_checkpoint(cfg, student, resuming=False):
+    """Initialise ``student`` from ``cfg.student_ckpt`` (a MindSpore checkpoint: written by train.py, or timm /
+    PyTorch weights converted by tools/convert_checkpoint.py). A ViT position embedding trained at another
+    size is resampled as for teachers; missing or unexpected tensors are named in one line. A run that
+    continues a resume state takes the student from there: ``student_ckpt`` is then skipped, with a log line.
+    Returns True when the checkpoint was loaded."""
+    if not cfg.student_ckpt:
+        return False
+    if resuming:
+        log.info("student_ckpt %s not loaded: the run continues from its resume state, which holds the student "
+                 "(resume wins over student_ckpt)", cfg.student_ckpt)
+        return False
+    load_model_checkpoint(student, cfg.student_ckpt, what=f"student '{cfg.student}'")
+    log.info("student %s initialised from student_ckpt %s", cfg.student, cfg.student_ckpt)
+    return True
+
+
 def build_teacher_model(cfg, load=True):
     """The teacher network of ``cfg``, whatever ``teacher_cache`` says: what eval.py and the cache writer run.
 
@@ -149,7 +166,7 @@ def apply_amp(cfg, distiller):
 def build_train_step(cfg, distiller, steps_per_epoch):
     lrs = lr_schedule(cfg.scheduler, cfg.lr, cfg.min_lr, cfg.epochs, steps_per_epoch,
                       warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.warmup_lr,
-                      decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate)
+                      decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate, per_epoch=cfg.lr_per_epoch)
     groups = param_groups(distiller, cfg.weight_decay)
     optimizer = create_optimizer(cfg.opt, groups, lrs, momentum=cfg.momentum, nesterov=cfg.nesterov)
     precision = resolve_precision(cfg)

@@ -10,7 +10,7 @@ position (epoch and step within it), the best accuracies, the history and the co
 with. Continuing from it replays the same samples and augmentation draws (the data pipeline of an
 epoch depends only on the seed and the epoch; a mid-epoch position skips the batches already used),
 and recomputes the learning-rate schedule from the current config, so a changed ``lr``, ``min_lr``,
-``warmup_*``, ``decay_*`` or a larger ``epochs`` applies from the resumed step on.
+``warmup_*``, ``decay_*``, ``lr_per_epoch`` or a larger ``epochs`` applies from the resumed step on.
 """
 import json
 import os
@@ -25,7 +25,8 @@ import mindspore.dataset as ds
 from src.data import create_dataset, load_source
 from src.files import write_json_atomic
 
-from .builders import apply_amp, build_run_distiller, build_student, build_teacher, build_train_step
+from .builders import (apply_amp, build_run_distiller, build_student, build_teacher, build_train_step,
+                       load_student_checkpoint)
 from .checkpoint import load_into, read_checkpoint, save_atomic
 from .evaluate import EvaluationStopped, Evaluator
 from .run_dir import RESUME_FILE
@@ -83,6 +84,26 @@ def read_resume_point(path):
     return info["epoch"], info["step"], info["best_top1"]
 
 
+def momentum_state_as_sgd(params, names):
+    """A resume state of the former ``sgd`` (``nn.Momentum``: ``moments.*``) in ``nn.SGD``'s names.
+
+    Both keep ``buf = momentum * buf + g``, so the buffers carry over as they are; ``stat.*`` (1 = no step
+    taken yet) is 0 for a state that has stepped.
+    """
+    if not any(k.startswith("moments.") for k in params) or not any(n.startswith("accum.") for n in names):
+        return params
+    out = {}
+    for key, value in params.items():
+        if key.startswith("moments."):
+            name = "accum." + key[len("moments."):]
+            out[name] = ms.Parameter(value.asnumpy(), name=name)
+            stat = "stat." + key[len("moments."):]
+            out[stat] = ms.Parameter(np.zeros(value.shape, np.float32), name=stat)
+        else:
+            out[key] = value
+    return out
+
+
 def _same(a, b):
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return float(a) == float(b)
@@ -109,6 +130,7 @@ class Trainer:
         self.out_dir = cfg.output_dir
 
         self.student = build_student(cfg)
+        load_student_checkpoint(cfg, self.student, resuming=bool(cfg.resume))
         self.teacher = build_teacher(cfg) if cfg.distiller != "none" else None
         self.distiller = build_run_distiller(cfg, self.student, self.teacher)
         self.term_names = tuple(self.distiller.term_names)
@@ -198,6 +220,7 @@ class Trainer:
         for name in SCHEDULE_PARAMS:
             params.pop(name, None)
         names = {p.name for p in self.resume_params()}
+        params = momentum_state_as_sgd(params, names)
         state = {k: v for k, v in params.items() if k in names}
         unexpected = [k for k in params if k not in names]
         missing = [k for k in names if k not in state]

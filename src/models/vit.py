@@ -36,11 +36,11 @@ from .resize import as_array, resample_pos_embed, same_kind
 class Block(nn.Cell):
     """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
 
-    def __init__(self, dim, num_heads, mlp_ratio=4.0, qkv_bias=True, drop_path_rate=0.0):
+    def __init__(self, dim, num_heads, mlp_ratio=4.0, qkv_bias=True, drop_path_rate=0.0, norm_eps=LN_EPS):
         super().__init__()
-        self.norm1 = nn.LayerNorm((dim,), epsilon=LN_EPS)
+        self.norm1 = nn.LayerNorm((dim,), epsilon=norm_eps)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
-        self.norm2 = nn.LayerNorm((dim,), epsilon=LN_EPS)
+        self.norm2 = nn.LayerNorm((dim,), epsilon=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = drop_path(drop_path_rate)
 
