@@ -202,7 +202,7 @@ def test_benchmarks_help_lists_every_mode_under_its_own_name(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: python -m benchmarks ") and "__main__" not in out
-    assert all(f"\n  {mode} " in out for mode in ("step", "model", "loader", "loop")) and len(MODES) == 4
+    assert all(f"\n  {mode} " in out for mode in ("step", "model", "loader", "loop", "equivalence")) and len(MODES) == 5
     for mode in MODES:
         with pytest.raises(SystemExit) as done:
             main([mode, "--help"])
