@@ -1,8 +1,9 @@
 """The inference form of a frozen teacher (src/models/fold_bn.py) computes what the unfolded network computes.
 
-Every CNN of the registry is compared, folded against unfolded, on logits and the four stage features
-(slow tier; ResNet-10 in the fast tier), with BatchNorm statistics and affines drawn far from their
-initial values so that a wrong fold cannot hide behind gamma = 1, beta = 0, mean = 0, var = 1.
+Every CNN of the registry with BatchNorm is compared, folded against unfolded, on logits and the four
+stage features (slow tier; ResNet-10 in the fast tier), with BatchNorm statistics and affines drawn far
+from their initial values so that a wrong fold cannot hide behind gamma = 1, beta = 0, mean = 0, var = 1.
+ConvNeXt-T (LayerNorm only) has nothing to fold.
 """
 import os
 
@@ -154,15 +155,15 @@ class _Logits(nn.Cell):
         return self.net(x)
 
 
-@pytest.mark.slow  # every CNN of the registry at 32 px, batch 2, in PyNative (about a minute in all)
-@pytest.mark.parametrize("name", CNNS)
+@pytest.mark.slow  # every CNN of the registry with BatchNorm, 32 px, batch 2, in PyNative (about 45 s in all)
+@pytest.mark.parametrize("name", [n for n in CNNS if n not in NO_BATCHNORM])
 def test_every_registry_cnn_folded_equals_unfolded(name):
+    """ConvNeXt-T is left out: it has no BatchNorm, so folding leaves it untouched (nothing to compare)."""
     ms.set_context(mode=ms.PYNATIVE_MODE)
     unfolded, folded = trained_like(name)
     batchnorms = sum(isinstance(c, nn.BatchNorm2d) for _, c in unfolded.cells_and_names())
     report = fold_batchnorm(folded)
-    assert report.folded == batchnorms and report.left == ()
-    assert (batchnorms == 0) == (name in NO_BATCHNORM)
+    assert batchnorms > 0 and report.folded == batchnorms and report.left == ()
     assert_same_outputs(unfolded, folded, images())
 
 

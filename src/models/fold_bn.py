@@ -10,7 +10,7 @@ layer by a biased one holding ``W'`` and ``b'``, and the BatchNorm by an identit
 activations fewer per BatchNorm, no BatchNorm kernel (which MindSpore runs with its moving statistics as
 writable state, so it also orders the graph around state updates), and nothing left to train or update.
 The products are computed in float64 and stored in float32: the folded network equals the unfolded one
-within float32 rounding (``tests/test_fold_bn.py`` checks every CNN in the registry).
+within float32 rounding (``tests/test_fold_bn.py`` checks every CNN of the registry that has BatchNorm).
 
 Which pairs fold: a BatchNorm (``nn.BatchNorm2d`` / ``nn.BatchNorm1d``) defined in its parent cell right
 after an ``nn.Conv2d`` / ``nn.Dense`` sibling whose output width it normalises. That is how every BatchNorm
