@@ -22,7 +22,6 @@ import re
 import secrets
 import shutil
 import socket
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -247,7 +246,7 @@ class RunLock:
         self.path, self.fd, self.stale = path, fd, stale
 
     @classmethod
-    def acquire(cls, out_dir, program=None):
+    def acquire(cls, out_dir, program="python"):
         """Take the lock of ``out_dir`` (creating ``run.lock``); ValueError naming the holder when it is taken."""
         path = os.path.join(out_dir, LOCK_FILE)
         os.makedirs(out_dir, exist_ok=True)
@@ -260,7 +259,7 @@ class RunLock:
             raise _in_use(out_dir, path, record) from None
         stale = _read_record(fd)
         record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                  "program": program or os.path.basename(sys.argv[0] or "python")}
+                  "program": program}
         try:  # the record only names the holder: a full disk must not stop the run from holding its lock
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
