@@ -16,3 +16,11 @@ def _restore_execution_mode():
     mode = ms.get_context("mode")
     yield
     ms.set_context(mode=mode)
+
+
+@pytest.fixture
+def graph_mode():
+    """Run the test in GRAPH_MODE (the mode is restored afterwards by ``_restore_execution_mode``)."""
+    import mindspore as ms
+
+    ms.set_context(mode=ms.GRAPH_MODE)

@@ -24,11 +24,7 @@ def batch(seed=0, n=4, size=SIZE):
     return x, y
 
 
-@pytest.fixture(autouse=True)
-def graph_mode():
-    ms.set_context(mode=ms.GRAPH_MODE)
-    yield
-    ms.set_context(mode=ms.PYNATIVE_MODE)
+pytestmark = pytest.mark.usefixtures("graph_mode")  # every test here runs in GRAPH_MODE
 
 
 PAIRS = [("resnet18", "deit_tiny"),   # CNN teacher -> ViT student

@@ -6,7 +6,6 @@ Nesterov ``p -= lr * (g + momentum * buf)`` when asked.
 import numpy as np
 import pytest
 
-import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
 from src.engine import DistillTrainStep, create_optimizer, param_groups
@@ -53,11 +52,7 @@ def closed_form(steps, lrs, momentum, nesterov, wd):
     return w, b
 
 
-@pytest.fixture(autouse=True)
-def graph_mode():
-    ms.set_context(mode=ms.GRAPH_MODE)
-    yield
-    ms.set_context(mode=ms.PYNATIVE_MODE)
+pytestmark = pytest.mark.usefixtures("graph_mode")  # every test here runs in GRAPH_MODE
 
 
 @pytest.mark.parametrize("nesterov", [True, False], ids=["nesterov", "plain"])

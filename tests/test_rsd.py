@@ -185,13 +185,6 @@ def snapshot(cell):
     return {p.name: p.asnumpy().copy() for p in cell.get_parameters()}
 
 
-@pytest.fixture
-def graph_mode():
-    ms.set_context(mode=ms.GRAPH_MODE)
-    yield
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-
-
 def _train(name, steps=6):
     """A few fused GRAPH_MODE steps of ``name``: ResNet-10 teacher (BatchNorm) -> small ViT student."""
     ms.set_seed(4)

@@ -91,11 +91,6 @@ def cached_config(work, *extra):
     return config(work, f"teacher_cache={work['cache']}", *extra)
 
 
-@pytest.fixture
-def graph_mode():
-    ms.set_context(mode=ms.GRAPH_MODE)
-
-
 def load_teacher(work):
     from src.engine.builders import build_teacher
 
