@@ -11,6 +11,7 @@ the two ranks do); msrun listens on a free port of 127.0.0.1.
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -82,7 +83,7 @@ def run(work, opt="sgd", batch=4):
     single = ms.load_checkpoint(os.path.join(work, "one", "last.ckpt"))
     ranks = [ms.load_checkpoint(os.path.join(work, "two", f"rank_{r}", "last.ckpt")) for r in (0, 1)]
     with open(os.path.join(work, "two", "train.log")) as f:
-        devices = "2 device(s)" in f.read()
+        devices = re.search(r"\b2 \w+ device\(s\)", f.read()) is not None  # e.g. "2 CPU device(s)"
     result = {"opt": opt, "batch_per_rank": batch, "ranks": 2, "single_batch": 2 * batch, "steps": 8,
               "tensors": len(single), "same_names": single.keys() == ranks[0].keys() == ranks[1].keys(),
               "two_devices_logged": devices, "batch_statistics": sorted(n for n in single if "moving_" in n),
