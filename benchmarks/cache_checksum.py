@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 from src.config import load_config  # noqa: E402
 from src.data import teacher_cache  # noqa: E402
 from src.files import write_json_atomic  # noqa: E402
+from src.provenance import finish, provenance  # noqa: E402
 
 
 def parse_args(argv):
@@ -68,6 +69,8 @@ def read_all(out):
 
 def main(argv=None):
     args = parse_args(argv)
+    command = "python benchmarks/cache_checksum.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    facts = provenance(command, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = os.path.join(os.path.abspath(args.work), "cache")
     shutil.rmtree(args.work, ignore_errors=True)
     os.makedirs(args.work)
@@ -89,12 +92,10 @@ def main(argv=None):
     finally:
         shutil.rmtree(args.work, ignore_errors=True)
     median = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
-    result = {"command": "python benchmarks/cache_checksum.py " + " ".join(sys.argv[1:] if argv is None else argv),
-              "images": args.images, "classes": args.classes, "views": args.views, "dtype": "float16",
+    result = {"images": args.images, "classes": args.classes, "views": args.views, "dtype": "float16",
               "cache_bytes": int(total_bytes), "finish_hash_s": finish_s, "rounds": rows, "median": median,
               "first_open_gb_per_s": total_bytes / median["first_open_s"] / 1e9,
-              "load_average": os.getloadavg(), "cpus": os.cpu_count(),
-              "measured": time.strftime("%Y-%m-%d %H:%M")}
+              "provenance": finish(facts)}
     print(json.dumps(result, indent=2))
     if args.json:
         write_json_atomic(args.json, result)
