@@ -9,7 +9,12 @@ pre-transformed batches (seeded random images; with mixup / cutmix the mixing is
 timm's ``Mixup`` and the mixed images and soft targets go to both). Drop-path is turned off on both sides.
 Per step: every loss term and the learning rate on both sides, and the worst per-tensor relative deviation
 ``||ours - theirs|| / ||theirs||`` of the trainable weights; at the end the same for weights, BatchNorm
-statistics and EMA weights, and the first step where the two part by more than ``--tolerance``. Example::
+statistics and EMA weights, and the first step where the two part by more than ``--tolerance``.
+
+Ours runs in float32, the twin in float64: with ``--control`` (the default) the twin is trained a second
+time in float32 from the same weights and batches, and its own deviation from the float64 run (the noise
+floor of float32 training) is reported beside ours, per step and per tensor; a tensor passes when
+``ours <= max(1e-3, FLOOR_K * torch32)``. Example::
 
     python -m benchmarks equivalence --teacher deit_tiny --student resnet18 --distiller ofa \\
         --recipe configs/recipes/imagenet_cnn.yaml --steps 20 --image-size 64 --batch-size 8 --json OUT.json
