@@ -4,7 +4,8 @@
 
 On seeded random logits (batches of 8 rows of 10 classes, at a few scales) it measures, against NumPy in float64 on the
 same float32 inputs: the largest relative error of ``exp``, the largest absolute error of ``log_softmax``,
-and the relative error (median and largest over the batches) of the loss values our training computes (cross-entropy with label
+the error of ``log_softmax`` on a row of zeros (MindSpore's in float32 and float64), and the relative
+error (median and largest over the batches) of the loss values our training computes (cross-entropy with label
 smoothing 0.1 and KD at T = 1, ``src/distill/losses``), for MindSpore's CPU kernels and for PyTorch's.
 The equivalence harness (docs/equivalence.md) finds our first-step KD term further from the float64 twin
 than PyTorch's float32 run is; this separates the loss kernels from the models: here both sides get the
@@ -111,8 +112,14 @@ def run(args):
         rows.append({"logit_std": scale, "exp_max_rel_err": largest("exp"), "log_softmax_max_abs_err": largest("lsm"),
                      "ce_rel_err_median": median("ce"), "ce_rel_err_max": largest("ce"),
                      "kd_rel_err_median": median("kd"), "kd_rel_err_max": largest("kd")})
+    # a student with a zero classifier (timm's ResMLP at step 1) gives a row of zeros: exactly -ln C each
+    zeros, exact = np.zeros((1, args.classes)), -np.log(args.classes)
+    uniform = {"mindspore_float32": float(ops.log_softmax(ms.Tensor(zeros.astype(np.float32)), axis=-1).asnumpy()[0, 0]
+                                          - exact),
+               "mindspore_float64": float(ops.log_softmax(ms.Tensor(zeros), axis=-1).asnumpy()[0, 0] - exact),
+               "torch_float32": float(F.log_softmax(torch.zeros(1, args.classes), -1)[0, 0] - exact)}
     import mindspore
-    return {"batches": args.batches, "batch_size": args.batch_size, "classes": args.classes, "seed": args.seed, "label_smoothing": SMOOTHING,
+    return {"uniform_row_log_softmax_err": uniform, "batches": args.batches, "batch_size": args.batch_size, "classes": args.classes, "seed": args.seed, "label_smoothing": SMOOTHING,
             "kd_temperature": 1.0, "scales": rows,
             "versions": {"mindspore": mindspore.__version__, "torch": torch.__version__}}
 
@@ -127,6 +134,13 @@ def summary_lines(result):
                f" / {r['ce_rel_err_median']['torch']:.1e}; KD rel err median {r['kd_rel_err_median']['ours']:.1e} / "
                f"{r['kd_rel_err_median']['torch']:.1e}, max {r['kd_rel_err_max']['ours']:.1e} / "
                f"{r['kd_rel_err_max']['torch']:.1e}")
+    yield from summary_tail(result)
+
+
+def summary_tail(result):
+    u = result["uniform_row_log_softmax_err"]
+    yield (f"log_softmax of a row of zeros minus -ln C: MindSpore float32 {u['mindspore_float32']:.1e}, float64 "
+           f"{u['mindspore_float64']:.1e}; torch float32 {u['torch_float32']:.1e}")
 
 
 def final_line(result):
