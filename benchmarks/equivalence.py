@@ -9,13 +9,19 @@ pre-transformed batches (seeded random images; with mixup / cutmix the mixing is
 timm's ``Mixup`` and the mixed images and soft targets go to both). Drop-path is turned off on both sides.
 Per step: every loss term and the learning rate on both sides, and the worst per-tensor relative deviation
 ``||ours - theirs|| / ||theirs||`` of the trainable weights; at the end the same for weights, BatchNorm
-statistics and EMA weights, and the first step where the two part by more than ``--tolerance``. Example::
+statistics and EMA weights, and the first step where the two part by more than ``--tolerance``.
+
+Ours runs in float32, the twin in float64: with ``--control`` (the default) the twin is trained a second
+time in float32 from the same weights and batches, and its own deviation from the float64 run (the noise
+floor of float32 training) is reported beside ours, per step and per tensor; a tensor passes when
+``ours <= max(1e-3, FLOOR_K * torch32)``. Example::
 
     python -m benchmarks equivalence --teacher deit_tiny --student resnet18 --distiller ofa \\
         --recipe configs/recipes/imagenet_cnn.yaml --steps 20 --image-size 64 --batch-size 8 --json OUT.json
 
 The last line printed is ``worst_weight_rel_diff=<float>``. Needs PyTorch and timm (test / benchmark only).
 """
+import argparse
 import os
 import sys
 import tempfile
@@ -36,6 +42,9 @@ FIRST_STEP_GOAL = 1e-5
 STEP_GOAL = 1e-3
 WEIGHT_GOAL = 1e-3
 BN_STATS = ("moving_mean", "moving_variance")
+# The noise-floor rule: a tensor (or a step's loss terms) of ours passes when within the goal of the float64
+# reference, or no more than FLOOR_K times as far from it as PyTorch's own float32 run of the same step is
+FLOOR_K = 4.0
 
 
 def build_arg_parser():
@@ -61,6 +70,10 @@ def build_arg_parser():
                    help="precision of the PyTorch twin: float64 (default) makes it an exact reference; in float32 "
                         "PyTorch's CPU BatchNorm backward loses about 1%% on inputs with a large mean (the OFA "
                         "branches on ReLU features), which is its rounding, not a training difference")
+    p.add_argument("--control", action=argparse.BooleanOptionalAction, default=True,
+                   help="also train the twin in float32 from the same weights and batches, and report its own "
+                        "deviation from the float64 twin beside ours: the noise floor of float32 training "
+                        "(default on; needs --twin-dtype float64)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
     p.add_argument("--json", default=None, help="write the results here")
@@ -139,12 +152,12 @@ def ours_by_name(cell, prefix):
 
 
 class Comparison:
-    """Maps the twin's state onto our names once per call and measures the deviations by kind."""
+    """Maps a twin's state onto our names and measures the deviations tensor by tensor, by kind."""
 
-    def __init__(self, cfg, twin, ours):
+    def __init__(self, cfg, ours):
         from src.convert import BRANCHES
 
-        self.cfg, self.twin, self.ours = cfg, twin, ours
+        self.cfg, self.ours = cfg, ours
         self.branches_layout = BRANCHES
         self.student_shapes = {k: v.shape for k, v in ours_by_name(ours.student, "student.").items()}
         self.branch_shapes = {p.name: tuple(p.shape) for p in ours.branches.get_parameters()}
@@ -155,38 +168,75 @@ class Comparison:
         state = {prefix + k: v for k, v in state_numpy(module).items()}
         return convert_part(arch, state, shapes, f"the PyTorch twin's {arch}", layout)
 
-    def pairs(self, ema_step=None):
-        """``[(kind, our name, ours, theirs)]`` with kind weight / bn_stat / ema."""
-        out = []
-        theirs = self.theirs(self.twin.student, self.cfg.student, self.student_shapes)
-        ours = ours_by_name(self.ours.student, "student.")
+    def twin_state(self, twin, ema=None):
+        """``{(kind, our name): ndarray}`` of a twin (kind weight / bn_stat / ema), under our names."""
+        theirs = self.theirs(twin.student, self.cfg.student, self.student_shapes)
         if len(self.branch_shapes):
-            theirs.update(self.theirs(self.twin.branches, "branches", self.branch_shapes, "branches.",
+            theirs.update(self.theirs(twin.branches, "branches", self.branch_shapes, "branches.",
                                       self.branches_layout))
-            ours.update({p.name: p.asnumpy() for p in self.ours.branches.get_parameters()})
-        for name, value in theirs.items():
-            kind = "bn_stat" if name.rsplit(".", 1)[-1] in BN_STATS else "weight"
-            out.append((kind, name, ours[name], value))
-        if ema_step is not None:
-            ema_theirs = self.theirs(ema_step[1].module, self.cfg.student, self.student_shapes)
-            ema_ours = {p.name[len("ema.student."):]: p.asnumpy() for p in ema_step[0].ema_weights}
-            out += [("ema", name, ema_ours[name], value) for name, value in ema_theirs.items()]
+        out = {("bn_stat" if name.rsplit(".", 1)[-1] in BN_STATS else "weight", name): value
+               for name, value in theirs.items()}
+        if ema is not None:
+            out.update({("ema", name): value
+                        for name, value in self.theirs(ema.module, self.cfg.student, self.student_shapes).items()})
         return out
 
-    def worst(self, ema_step=None):
-        """``{kind: (worst relative deviation, tensor)}``, and under ``"global"`` the deviation of all trainable
-        weights as one vector (a tensor that started at 0 and moved little, e.g. a BatchNorm shift, has a
-        relative deviation of float32 rounding on a small norm; the global figure is not swayed by it)."""
-        result, diff2, ref2 = {}, 0.0, 0.0
-        for kind, name, a, b in self.pairs(ema_step):
-            d = rel_diff(a, b)
-            if kind not in result or d > result[kind][0]:
-                result[kind] = (d, name)
-            if kind == "weight":
-                diff2 += float(np.sum((np.asarray(a, np.float64) - b) ** 2))
-                ref2 += float(np.sum(np.asarray(b, np.float64) ** 2))
-        result["global"] = (float(np.sqrt(diff2 / ref2)) if ref2 > 0 else float(np.sqrt(diff2)), "all weights")
-        return result
+    def ours_state(self, step=None):
+        """``{(kind, our name): ndarray}`` of ours; the EMA weights too when ``step`` (the fused step) is given."""
+        ours = ours_by_name(self.ours.student, "student.")
+        ours.update({p.name: p.asnumpy() for p in self.ours.branches.get_parameters()})
+        out = {("bn_stat" if name.rsplit(".", 1)[-1] in BN_STATS else "weight", name): value
+               for name, value in ours.items()}
+        if step is not None:
+            out.update({("ema", p.name[len("ema.student."):]): p.asnumpy() for p in step.ema_weights})
+        return out
+
+
+def deviations(state, reference):
+    """``{(kind, name): ||state - reference|| / ||reference||}`` over the reference's tensors."""
+    return {key: rel_diff(state[key], value) for key, value in reference.items()}
+
+
+def worst_of(devs, state, reference):
+    """``{kind: (worst relative deviation, tensor)}``, and under ``"global"`` the deviation of all trainable
+    weights as one vector (a tensor that started at 0 and moved little, e.g. a BatchNorm shift, has a
+    relative deviation of float32 rounding on a small norm; the global figure is not swayed by it)."""
+    result, diff2, ref2 = {}, 0.0, 0.0
+    for (kind, name), d in devs.items():
+        if kind not in result or d > result[kind][0]:
+            result[kind] = (d, name)
+        if kind == "weight":
+            b = np.asarray(reference[(kind, name)], np.float64)
+            diff2 += float(np.sum((np.asarray(state[(kind, name)], np.float64) - b) ** 2))
+            ref2 += float(np.sum(b ** 2))
+    result["global"] = (float(np.sqrt(diff2 / ref2)) if ref2 > 0 else float(np.sqrt(diff2)), "all weights")
+    return result
+
+
+def floor_verdict(ours_dev, floor_dev, goal=WEIGHT_GOAL, k=FLOOR_K):
+    """The per-tensor verdict against the float32 noise floor.
+
+    ``ours_dev`` / ``floor_dev``: ``{tensor: relative deviation from the float64 reference}`` of ours and of
+    PyTorch's float32 run. A tensor passes when ``ours <= max(goal, k * floor)``. Returns ``{"failing": [names
+    failing it], "beyond_goal": [names over the goal alone], "worst_ratio": (ours / floor, name) over the
+    tensors beyond the goal (None when none is), "worst_ratio_all": the same over every tensor whose floor is
+    not 0}``."""
+    failing, beyond, ratios = [], [], []
+    for name, d in ours_dev.items():
+        f = float(floor_dev[name])
+        if d > max(goal, k * f):
+            failing.append(name)
+        if d > goal:
+            beyond.append(name)
+        if f > 0:
+            ratios.append((d / f, name, d > goal))
+    worst = max(((r, n) for r, n, b in ratios if b), default=None)
+    worst_all = max(((r, n) for r, n, _ in ratios), default=None)
+    for name in beyond:  # beyond the goal with a zero floor: no ratio is finite, the rule above decided
+        if float(floor_dev[name]) == 0:
+            worst = (float("inf"), name)
+    return {"failing": sorted(failing), "beyond_goal": sorted(beyond), "worst_ratio": worst,
+            "worst_ratio_all": worst_all}
 
 
 def build_ours(cfg):
@@ -225,6 +275,9 @@ def run(args):
     for name, value in (("--steps", args.steps), ("--steps-per-epoch", args.steps_per_epoch)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
+    if args.control and args.twin_dtype != "float64":
+        raise ValueError("--control measures the float32 twin against the float64 one: it needs --twin-dtype "
+                         "float64 (or pass --no-control)")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="equivalence_") as workdir:
         cfg = run_config(args, workdir)
@@ -234,6 +287,10 @@ def run(args):
         probe = create_model(cfg.student, num_classes=cfg.num_classes, image_size=cfg.image_size)
         torch.manual_seed(args.seed)
         twin = build_twin_distiller(torch, timm, create_twin, cfg, student_info(probe))
+        control = None
+        if args.control:  # the same twin again, kept in float32: PyTorch's own rounding against the exact run
+            control = build_twin_distiller(torch, timm, create_twin, cfg, student_info(probe))
+            control.load_state_dict(twin.state_dict())
         # its initial weights into ours: student and teacher as converted checkpoints, read by the builders
         for role, module, arch in (("student", twin.student, cfg.student), ("teacher", twin.teacher, cfg.teacher)):
             if module is None:
@@ -257,8 +314,10 @@ def run(args):
         step, lrs = build_train_step(cfg, distiller, args.steps_per_epoch)
         step.set_train(True)
         trainer = TwinTrainer(torch, timm, twin, cfg, args.steps_per_epoch)
-        compare = Comparison(cfg, twin, distiller)
-        start = compare.worst()
+        control_trainer = TwinTrainer(torch, timm, control, cfg, args.steps_per_epoch) if control else None
+        compare = Comparison(cfg, distiller)
+        reference = compare.twin_state(twin)
+        start = worst_of(deviations(compare.ours_state(), reference), compare.ours_state(), reference)
         batches = make_batches(args, cfg, torch, timm)
 
         names = tuple(distiller.term_names)
@@ -272,18 +331,91 @@ def run(args):
             ours_terms["total"] = float(loss.asnumpy())
             theirs_terms["total"] = float(sum(theirs_terms.values()))
             diffs = {k: rel_diff(ours_terms[k], theirs_terms[k]) for k in ours_terms}
-            now = compare.worst()
+            reference, ours_now = compare.twin_state(twin), compare.ours_state()
+            now = worst_of(deviations(ours_now, reference), ours_now, reference)
             weight = now["weight"]
-            rows.append({"step": i + 1, "epoch": i // args.steps_per_epoch + 1,
-                         "lr_ours": lrs[i], "lr_theirs": lr_theirs, "lr_rel_diff": rel_diff(lrs[i], lr_theirs),
-                         "terms_ours": ours_terms, "terms_theirs": theirs_terms, "terms_rel_diff": diffs,
-                         "loss_rel_diff": max(diffs.values()), "weight_rel_diff": weight[0],
-                         "weight_worst_tensor": weight[1], "global_weight_rel_diff": now["global"][0]})
-        final = compare.worst((step, trainer.ema) if cfg.ema else None)
-    return summarise(args, cfg, rows, start, final)
+            row = {"step": i + 1, "epoch": i // args.steps_per_epoch + 1,
+                   "lr_ours": lrs[i], "lr_theirs": lr_theirs, "lr_rel_diff": rel_diff(lrs[i], lr_theirs),
+                   "terms_ours": ours_terms, "terms_theirs": theirs_terms, "terms_rel_diff": diffs,
+                   "loss_rel_diff": max(diffs.values()), "weight_rel_diff": weight[0],
+                   "weight_worst_tensor": weight[1], "global_weight_rel_diff": now["global"][0]}
+            if control is not None:
+                y32 = torch.from_numpy(y) if y.ndim == 1 else torch.from_numpy(y).float()
+                control_terms, _ = control_trainer.step(torch.from_numpy(x), y32)
+                control_terms["total"] = float(sum(control_terms.values()))
+                control_diffs = {k: rel_diff(control_terms[k], theirs_terms[k]) for k in control_terms}
+                control_now = compare.twin_state(control)
+                floor = worst_of(deviations(control_now, reference), control_now, reference)
+                ours_vs_control = worst_of(deviations(ours_now, control_now), ours_now, control_now)
+                row.update({
+                    "terms_control": control_terms, "control_terms_rel_diff": control_diffs,
+                    "control_loss_rel_diff": max(control_diffs.values()),
+                    "control_weight_rel_diff": floor["weight"][0], "control_weight_worst_tensor": floor["weight"][1],
+                    "control_global_weight_rel_diff": floor["global"][0],
+                    "ours_vs_control_loss_rel_diff": max(rel_diff(ours_terms[k], control_terms[k])
+                                                         for k in ours_terms),
+                    "ours_vs_control_global_weight_rel_diff": ours_vs_control["global"][0]})
+            rows.append(row)
+        ema_step = step if cfg.ema else None
+        reference = compare.twin_state(twin, trainer.ema if cfg.ema else None)
+        ours_final = compare.ours_state(ema_step)
+        ours_dev = deviations(ours_final, reference)
+        final = worst_of(ours_dev, ours_final, reference)
+        floor = None
+        if control is not None:
+            control_final = compare.twin_state(control, control_trainer.ema if cfg.ema else None)
+            floor = {"devs": deviations(control_final, reference),
+                     "vs_control": deviations(ours_final, control_final)}
+            floor["worst"] = worst_of(floor["devs"], control_final, reference)
+    return summarise(args, cfg, rows, start, final, ours_dev, floor)
 
 
-def summarise(args, cfg, rows, start, final):
+def finite(value):
+    """JSON has no infinity: ``None`` for it."""
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def control_summary(rows, final, ours_dev, floor, tol):
+    """The noise-floor figures: PyTorch's float32 run against its float64 run, and the verdicts under the
+    rule ``ours <= max(goal, FLOOR_K * floor)`` per tensor and per step."""
+    parting = next((r["step"] for r in rows if r["control_loss_rel_diff"] > tol
+                    or r["control_global_weight_rel_diff"] > tol), None)
+    worst = floor["worst"]
+    flat = {f"{kind}:{name}": d for (kind, name), d in ours_dev.items()}
+    flat_floor = {f"{kind}:{name}": d for (kind, name), d in floor["devs"].items()}
+    verdict = floor_verdict(flat, flat_floor)
+    steps_failing = [r["step"] for r in rows if r["loss_rel_diff"] > max(tol, FLOOR_K * r["control_loss_rel_diff"])]
+    loss_ratio = max((r["loss_rel_diff"] / r["control_loss_rel_diff"], r["step"]) for r in rows
+                     if r["control_loss_rel_diff"] > 0) if any(r["control_loss_rel_diff"] > 0 for r in rows) else None
+    tensors = [{"tensor": key, "ours": flat[key], "torch32": flat_floor[key],
+                "ours_vs_torch32": floor["vs_control"][tuple(key.split(":", 1))]}
+               for key in sorted(flat, key=lambda k: -flat[k])]
+    return {
+        "control_first_parting_step": parting,
+        "control_first_step_loss_rel_diff": rows[0]["control_loss_rel_diff"],
+        "control_worst_loss_rel_diff": max(r["control_loss_rel_diff"] for r in rows),
+        "control_worst_weight_rel_diff": worst["weight"][0], "control_worst_weight_tensor": worst["weight"][1],
+        "control_global_weight_rel_diff": worst["global"][0],
+        "control_worst_bn_stat_rel_diff": worst["bn_stat"][0] if "bn_stat" in worst else None,
+        "control_worst_ema_rel_diff": worst["ema"][0] if "ema" in worst else None,
+        "ours_vs_control_global_weight_rel_diff": rows[-1]["ours_vs_control_global_weight_rel_diff"],
+        "floor_rule": f"ours <= max({WEIGHT_GOAL:g}, {FLOOR_K:g} x torch32), per tensor; per step the loss terms "
+                      f"with max({tol:g}, {FLOOR_K:g} x torch32)",
+        "floor_k": FLOOR_K,
+        "tensors": len(flat), "tensors_beyond_goal": verdict["beyond_goal"],
+        "tensors_failing_floor_rule": verdict["failing"],
+        "worst_floor_ratio": finite(verdict["worst_ratio"][0]) if verdict["worst_ratio"] else None,
+        "worst_floor_ratio_tensor": verdict["worst_ratio"][1] if verdict["worst_ratio"] else None,
+        "worst_floor_ratio_all": finite(verdict["worst_ratio_all"][0]) if verdict["worst_ratio_all"] else None,
+        "worst_floor_ratio_all_tensor": verdict["worst_ratio_all"][1] if verdict["worst_ratio_all"] else None,
+        "steps_failing_floor_rule": steps_failing,
+        "worst_loss_floor_ratio": finite(loss_ratio[0]) if loss_ratio else None,
+        "worst_loss_floor_ratio_step": loss_ratio[1] if loss_ratio else None,
+        "per_tensor": tensors,
+    }
+
+
+def summarise(args, cfg, rows, start, final, ours_dev=None, floor=None):
     import mindspore
     import timm
     import torch
@@ -322,8 +454,16 @@ def summarise(args, cfg, rows, start, final):
                   "every_step_loss_within_1e-3": worst_loss <= STEP_GOAL,
                   "final_weights_within_1e-3": max(v[0] for k, v in final.items() if k != "global") <= WEIGHT_GOAL},
         "versions": {"mindspore": mindspore.__version__, "torch": torch.__version__, "timm": timm.__version__},
+        "control": floor is not None,
         "per_step": rows,
     }
+    if floor is not None:
+        control = control_summary(rows, final, ours_dev, floor, tol)
+        result["goals"]["final_weights_within_1e-3_or_torch32_floor"] = not control["tensors_failing_floor_rule"]
+        result["goals"]["every_step_loss_within_1e-3_or_torch32_floor"] = not control["steps_failing_floor_rule"]
+        per_tensor = control.pop("per_tensor")
+        result.update(control)
+        result["per_tensor"] = per_tensor
     return result
 
 
@@ -335,8 +475,10 @@ def summary_lines(result):
     yield "step  lr ours / theirs        " + "  ".join(f"{n} ours / theirs" for n in names) + "  worst weight"
     for r in result["per_step"]:
         terms = "  ".join(f"{r['terms_ours'][n]:.6f} / {r['terms_theirs'][n]:.6f}" for n in names)
+        control = (f"; torch32 {r['control_loss_rel_diff']:.1e} loss, {r['control_weight_rel_diff']:.1e} "
+                   f"({r['control_global_weight_rel_diff']:.1e} all)" if "control_loss_rel_diff" in r else "")
         yield (f"{r['step']:4d}  {r['lr_ours']:.4e} / {r['lr_theirs']:.4e}  {terms}  {r['weight_rel_diff']:.2e} "
-               f"({r['global_weight_rel_diff']:.1e} all)")
+               f"({r['global_weight_rel_diff']:.1e} all){control}")
     yield (f"first step loss rel diff {result['first_step_loss_rel_diff']:.2e}; worst loss rel diff "
            f"{result['worst_loss_rel_diff']:.2e} (step {result['worst_loss_step']}); worst lr rel diff "
            f"{result['worst_lr_rel_diff']:.2e}")
@@ -346,6 +488,16 @@ def summary_lines(result):
         yield f"final: BN statistics {result['worst_bn_stat_rel_diff']:.2e} ({result['worst_bn_stat_tensor']})"
     if result["worst_ema_rel_diff"] is not None:
         yield f"final: EMA weights {result['worst_ema_rel_diff']:.2e} ({result['worst_ema_tensor']})"
+    if result.get("control"):
+        yield (f"control (PyTorch float32 against float64): loss terms {result['control_first_step_loss_rel_diff']:.2e} "
+               f"at step 1, worst {result['control_worst_loss_rel_diff']:.2e}; weights "
+               f"{result['control_worst_weight_rel_diff']:.2e} worst tensor ({result['control_worst_weight_tensor']}), "
+               f"{result['control_global_weight_rel_diff']:.2e} all; parting step "
+               f"{result['control_first_parting_step'] or 'never'}")
+        yield (f"floor rule ({result['floor_rule']}): tensors failing {len(result['tensors_failing_floor_rule'])} of "
+               f"{result['tensors']} ({len(result['tensors_beyond_goal'])} beyond {WEIGHT_GOAL:g} alone); worst "
+               f"ours/torch32 beyond the goal {result['worst_floor_ratio']} ({result['worst_floor_ratio_tensor']}); "
+               f"steps failing {result['steps_failing_floor_rule']}")
     parting = result["first_parting_step"]
     yield (f"first parting step (> {result['tolerance']:g}): {parting if parting is not None else 'never'}; goals: "
            + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in result["goals"].items()))
