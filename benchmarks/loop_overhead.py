@@ -23,7 +23,6 @@ last, per step, wall and process CPU time) next to the bare step's median wall a
 is the fairer figure when other jobs share the machine. The last line printed is
 ``loop_overhead=<fraction>`` (1 - epoch images/s / bare step images/s, medians over the rounds).
 """
-import json
 import os
 import statistics
 import sys
@@ -74,6 +73,10 @@ class HostReads:
 
 def main(argv=None):
     args = build_arg_parser().parse_args(argv)
+    from benchmarks.report import ROOT, command_line
+    from src.provenance import finish, provenance
+
+    facts = provenance(command_line(), ROOT)  # the command, commit, cores and load, as every benchmark's JSON
     import numpy as np
 
     import mindspore as ms
@@ -184,8 +187,9 @@ def main(argv=None):
           f"({100 * result['steady_wall_overhead_vs_read_once']:+.1f} %), {loop_cpu:.3f} s vs {queued_cpu:.3f} s CPU "
           f"({100 * result['steady_cpu_overhead_vs_read_once']:+.1f} %)")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
+        from src.files import write_json_atomic
+
+        write_json_atomic(args.json, {**result, "provenance": finish(facts)})
     print(f"loop_overhead={result['loop_overhead']:.4f}")
     return 0
 

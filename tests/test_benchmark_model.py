@@ -102,3 +102,12 @@ def test_a_timm_worker_slow_to_exit_is_killed_and_the_timings_kept(monkeypatch):
                                    stdin=subprocess.PIPE, text=True)
     worker.close()
     assert worker.proc.returncode is not None and worker.proc.returncode != 0
+
+
+def test_speed_ratios_in_wall_and_cpu_time():
+    from benchmarks.model_speed import speed_ratios
+
+    entry = {"ours_s_median": 2.0, "ours_cpu_s_median": 0.5, "timm_s_median": 3.0, "timm_cpu_s_median": 0.6}
+    assert speed_ratios(entry) == pytest.approx({"ours_speed_over_timm": 1.5, "ours_cpu_speed_over_timm": 1.2})
+    entry.update(reference_s_median=1.0, reference_cpu_s_median=1.0)
+    assert speed_ratios(entry)["ours_cpu_speed_over_reference"] == pytest.approx(2.0)
