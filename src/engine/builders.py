@@ -8,7 +8,7 @@ import mindspore as ms
 
 from src.checkpoint import load_model_checkpoint
 from src.device import resolve_device_target
-from src.distill import build_distiller
+from src.distill.distillers import build_distiller
 from src.models import create_model
 from src.precision import resolve_precision
 

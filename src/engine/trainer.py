@@ -25,7 +25,7 @@ import mindspore.dataset as ds
 from src.checkpoint import load_into, read_checkpoint, save_atomic
 from src.data import create_dataset, load_source
 from src.files import write_json_atomic
-from src.teacher import build_teacher_source
+from src.teacher.source import build_teacher_source
 
 from .builders import apply_amp, build_run_distiller, build_student, build_train_step, load_student_checkpoint
 from .evaluate import EvaluationStopped, Evaluator
