@@ -16,7 +16,8 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from src.config import DISTILLERS as METHODS
-from src.teacher import FrozenTeacher, TeacherSource
+from src.teacher.frozen import FrozenTeacher
+from src.teacher.source import TeacherSource
 
 from .branches import build_branch
 from .losses import cross_entropy, dist_loss, dkd_loss, kd_loss, ofa_loss, rsd_loss

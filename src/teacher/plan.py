@@ -103,17 +103,20 @@ def first_difference(old, new, prefix=""):
 
 
 def lookup(data, dotted):
+    """The value at ``dotted`` ("a.b.c") in nested dicts, or None."""
     for part in dotted.split("."):
         data = data.get(part) if isinstance(data, dict) else None
     return data
 
 
 def short(value):
+    """``value`` as JSON, cut to 60 characters (for one-line messages)."""
     text = json.dumps(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
 def read_json(path, what):
+    """The JSON document at ``path``; ValueError naming the file and the ``what`` it should hold."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
