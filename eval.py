@@ -38,11 +38,12 @@ def main(argv=None):
         ckpt = args.checkpoint or (cfg.teacher_ckpt if args.model == "teacher" else None)
         if not ckpt:
             raise ValueError("--checkpoint is required (a .ckpt written by train.py or tools/convert_checkpoint.py)")
+        from src.checkpoint import load_model_checkpoint
         from src.data import create_dataset
-        from src.engine.builders import build_student, build_teacher_model, setup_context
-        from src.engine.checkpoint import load_model_checkpoint
+        from src.engine.builders import build_student, setup_context
         from src.engine.evaluate import evaluate
         from src.files import write_json_atomic
+        from src.teacher import build_teacher_model
 
         send_compile_reports_to(None)
         setup_context(cfg, distributed=False)

@@ -75,7 +75,7 @@ def main(argv=None):
         from mindspore import nn
 
         from src.engine.builders import build_student, setup_context
-        from src.engine.checkpoint import load_model_checkpoint
+        from src.checkpoint import load_model_checkpoint
         from src.files import atomic_output
 
         send_compile_reports_to(None)

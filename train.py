@@ -215,7 +215,7 @@ def train(cfg, stop):
             log.info(note)
         log.info(_describe_run(cfg, group_size))
         if requested_device == "auto":
-            from src.engine.device import usable_backends
+            from src.device import usable_backends
 
             log.info("device_target auto: %s (this MindSpore can use %s)", cfg.device_target,
                      ", ".join(usable_backends()))

@@ -24,9 +24,11 @@ from src.flags import int_range  # noqa: E402
 import numpy as np  # noqa: E402
 
 from src.config import load_config  # noqa: E402
-from src.data import teacher_cache  # noqa: E402
 from src.files import write_json_atomic  # noqa: E402
 from src.provenance import finish, provenance  # noqa: E402
+from src.teacher import reader  # noqa: E402
+from src.teacher.plan import make_plan  # noqa: E402
+from src.teacher.writer import CacheWriter  # noqa: E402
 
 
 def parse_args(argv):
@@ -43,8 +45,8 @@ def parse_args(argv):
 def make_cache(args, out):
     cfg = load_config(None, ["dataset=fake", "student=resnet10", f"num_classes={args.classes}"], for_training=False)
     teacher = {"name": "resnet10", "checkpoint": "none", "sha256": "0" * 64, "feature_dim": 512, "params": 0}
-    plan = teacher_cache.make_plan(cfg, {"num_samples": args.images, "sha256": "0" * 64}, teacher, args.views)
-    writer = teacher_cache.CacheWriter.prepare(out, plan)
+    plan = make_plan(cfg, {"num_samples": args.images, "sha256": "0" * 64}, teacher, args.views)
+    writer = CacheWriter.prepare(out, plan)
     rng = np.random.default_rng(0)
     step = max(1, 4_000_000 // (args.views * args.classes))  # images per chunk (~8 MB of logits)
     for start in range(0, args.images, step):
@@ -78,12 +80,12 @@ def main(argv=None):
         finish_s, total_bytes = make_cache(args, out)
         rows = []
         for _ in range(args.rounds):
-            teacher_cache._verified.clear()
+            reader._verified.clear()
             t0 = time.perf_counter()
-            teacher_cache.open_teacher_cache(out)
+            reader.open_teacher_cache(out)
             first = time.perf_counter() - t0
             t0 = time.perf_counter()
-            teacher_cache.open_teacher_cache(out)
+            reader.open_teacher_cache(out)
             again = time.perf_counter() - t0
             t0 = time.perf_counter()
             read_all(out)

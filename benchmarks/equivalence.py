@@ -243,13 +243,14 @@ def build_ours(cfg):
     """Our run built as train.py builds it: context, student (from ``student_ckpt``), teacher (from
     ``teacher_ckpt``), distiller and precision; ``(distiller, student)``. The fused step comes after the
     branches are loaded (``build_train_step``)."""
-    from src.engine.builders import (apply_amp, build_run_distiller, build_student, build_teacher,
-                                     load_student_checkpoint, setup_context)
+    from src.engine.builders import (apply_amp, build_run_distiller, build_student, load_student_checkpoint,
+                                     setup_context)
+    from src.teacher import build_teacher_source
 
     setup_context(cfg, distributed=False)
     student = build_student(cfg)
     load_student_checkpoint(cfg, student)
-    teacher = build_teacher(cfg) if cfg.distiller != "none" else None
+    teacher = build_teacher_source(cfg) if cfg.distiller != "none" else None
     distiller = build_run_distiller(cfg, student, teacher)
     apply_amp(cfg, distiller)
     return distiller, student
@@ -269,7 +270,7 @@ def run(args):
     from benchmarks.torch_twin import TwinTrainer, build_twin_distiller, state_numpy
     from src.convert import BRANCHES, convert_state_dict
     from src.engine.builders import build_train_step
-    from src.engine.checkpoint import save_atomic
+    from src.checkpoint import save_atomic
     from src.models import create_model
 
     for name, value in (("--steps", args.steps), ("--steps-per-epoch", args.steps_per_epoch)):

@@ -81,10 +81,11 @@ def main(argv=None):
 
     import mindspore as ms
 
+    from src.checkpoint import save_atomic
     from src.config import load_config
-    from src.engine.builders import build_teacher_model, setup_context
-    from src.engine.checkpoint import save_atomic
+    from src.engine.builders import setup_context
     from src.engine.trainer import Trainer
+    from src.teacher import build_teacher_model
 
     work = tempfile.mkdtemp(prefix="loop_overhead_")
     overrides = [f"student={args.student}", f"teacher={args.teacher}", f"distiller={args.distiller}",

@@ -33,10 +33,11 @@ import mindspore as ms  # noqa: E402
 from mindspore import nn, ops  # noqa: E402
 
 from src.config import load_config  # noqa: E402
-from src.distill import DISTILLERS, CachedTeacher  # noqa: E402
+from src.distill import DISTILLERS  # noqa: E402
 from src.distill.losses import cross_entropy, ofa_loss  # noqa: E402
 from benchmarks.report import run_and_report  # noqa: E402
-from src.engine.builders import build_run_distiller, build_student, build_teacher_model, build_train_step  # noqa: E402
+from src.engine.builders import build_run_distiller, build_student, build_train_step  # noqa: E402
+from src.teacher import TeacherSource, build_teacher_model  # noqa: E402
 
 MODES = ("graph", "pynative")
 # a timed step this much slower than the median (and at least OUTLIER_EXTRA_S slower) looks like a recompile
@@ -132,7 +133,7 @@ def recipe_path(args, family):
 def build(args, name=None):
     """``(train_step, distiller, student, teacher, optimizer name)`` for step ``name`` (default: the main
     step), in training mode, built as train.py builds its run. ``teacher`` is None for ``none`` and for a
-    step fed cached logits (a ``CachedTeacher`` stands in)."""
+    step fed cached logits (a ``TeacherSource`` without a model stands in)."""
     name = name or step_name(args)
     ms.set_seed(args.seed)
     student = build_student(bench_config(args, name))  # the flags alone define the student
@@ -141,13 +142,13 @@ def build(args, name=None):
     if cfg.distiller != "none":
         teacher = build_teacher_model(cfg, load=False)  # random weights: the speed does not depend on them
         if name.endswith(CACHED):
-            teacher = CachedTeacher(cfg.teacher, cfg.num_classes, int(teacher.feature_dim))
+            teacher = TeacherSource(cfg.teacher, cfg.num_classes, int(teacher.feature_dim))
     distiller = build_run_distiller(cfg, student, teacher)
     # train.py's per-step learning rates: the optimizer reads lr[global_step] inside the graph
     steps = args.warmup + args.steps + 2 * args.data_batches + 8
     step, _ = build_train_step(cfg, distiller, steps)
     step.set_train(True)
-    return step, distiller, student, teacher if not isinstance(teacher, CachedTeacher) else None, cfg.opt
+    return step, distiller, student, teacher if not isinstance(teacher, TeacherSource) else None, cfg.opt
 
 
 def step_inputs(name):

@@ -244,7 +244,7 @@ def test_launchers_resolve_relative_paths_from_the_callers_folder(tmp_path, conf
 def test_device_target_auto_takes_the_first_usable_backend(monkeypatch):
     import mindspore as ms
 
-    from src.engine import device
+    from src import device
 
     usable = device.usable_backends()
     assert usable[-1] == "CPU" and usable == [b for b in device.AUTO_ORDER if b in usable]
@@ -266,7 +266,7 @@ def test_device_target_auto_takes_the_first_usable_backend(monkeypatch):
 def test_setup_context_resolves_auto_and_refuses_an_unusable_backend():
     from src.config import load_config
     from src.engine.builders import setup_context
-    from src.engine.device import usable_backends
+    from src.device import usable_backends
 
     cfg = load_config(None, ["student=resnet10", "dataset=fake", "distiller=none"])
     assert cfg.device_target == "auto"

@@ -218,7 +218,7 @@ def test_one_channel_defaults_are_the_gray_value_of_rgb_statistics(tmp_path):
 
 
 def test_precision_is_float32_on_cpu_and_the_reference_amp_on_accelerators():
-    from src.engine.precision import resolve_precision
+    from src.precision import resolve_precision
 
     cpu = resolve_precision(load_config(None, MINIMAL))
     assert (cpu.amp_level, cpu.loss_scale_type) == ("O0", "none")

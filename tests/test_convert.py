@@ -22,7 +22,7 @@ from benchmarks.timm_twin import import_timm
 from src.convert import (LAYOUTS, TORCH_MISSING, convert_checkpoint, convert_state_dict, infer_num_classes,
                          map_state_dict, read_state_dict, unwrap_state_dict)
 from src.convert.rules import mindspore_leaf
-from src.engine.checkpoint import load_model_checkpoint
+from src.checkpoint import load_model_checkpoint
 from src.models import create_model, list_models
 from src.models.resize import resample_pos_embed
 
@@ -694,7 +694,7 @@ def test_checkpoint_at_another_size_loads_like_timms_resampling(arch, saved, siz
     loader resamples it, so the logits equal timm's model loaded from the same weights."""
     from timm.models.vision_transformer import checkpoint_filter_fn
 
-    from src.engine.checkpoint import save_atomic
+    from src.checkpoint import save_atomic
 
     ms_seed = np.random.default_rng(7)
     source = create_model(arch, num_classes=10, image_size=saved)

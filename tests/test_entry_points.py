@@ -119,7 +119,7 @@ def test_eval_of_the_teacher_of_a_run_trained_from_a_teacher_cache(tmp_path):
     sys.path.insert(0, ROOT)
     import eval as eval_entry
     from src.config import load_config, save_config
-    from src.engine.checkpoint import save_atomic
+    from src.checkpoint import save_atomic
     from src.models import create_model
 
     ms.set_seed(0)
@@ -139,7 +139,7 @@ def test_eval_of_the_teacher_of_a_run_trained_from_a_teacher_cache(tmp_path):
 
 def test_a_missing_teacher_checkpoint_says_how_to_train_one():
     from src.config import load_config
-    from src.engine.builders import build_teacher_model
+    from src.teacher import build_teacher_model
 
     cfg = load_config(None, ["dataset=fake", "num_classes=10", "image_size=16", "student=vit_p4_pico",
                              "teacher=resnet10"])

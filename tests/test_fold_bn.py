@@ -14,7 +14,7 @@ import mindspore as ms
 from mindspore import Tensor, nn
 
 from benchmarks.op_profile import profile_calls
-from src.distill import FrozenTeacher
+from src.teacher import FrozenTeacher
 from src.models import create_model, list_models
 from src.models.fold_bn import batchnorm_affine, fold_batchnorm
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
-from src.engine.checkpoint import load_model_checkpoint, save_atomic
+from src.checkpoint import load_model_checkpoint, save_atomic
 from src.models import create_model
 from src.models.resize import bicubic_antialias_matrix, resample_pos_embed
 

@@ -11,7 +11,7 @@ from src.distill.losses import rsd_loss
 from src.distill.projector import RSDProjector
 from src.engine import DistillTrainStep, create_optimizer, param_groups
 from src.engine.builders import build_run_distiller
-from src.engine.checkpoint import load_model_checkpoint, save_atomic
+from src.checkpoint import load_model_checkpoint, save_atomic
 from src.engine.trainer import student_params
 from src.models import create_model
 

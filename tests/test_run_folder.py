@@ -61,7 +61,7 @@ def write_resume_state(path, run_id, epoch=1, step=0, **meta):
     """A resume state as train.py writes one (position, config, run id), with a stand-in for the weights."""
     from mindspore import Parameter, Tensor
 
-    from src.engine.checkpoint import save_atomic
+    from src.checkpoint import save_atomic
 
     extra = {"epoch": epoch, "step": step, "best_top1": 50.0, "meta.config": "{}", "meta.run_id": run_id,
              **{f"meta.{k}": v for k, v in meta.items()}}
@@ -340,7 +340,7 @@ def test_an_output_dir_that_is_a_file_is_named(tmp_path, capsys):
 def test_a_resume_point_given_for_a_model_checkpoint_is_named(tmp_path):
     from mindspore import nn
 
-    from src.engine.checkpoint import load_model_checkpoint
+    from src.checkpoint import load_model_checkpoint
 
     state = write_resume_state(tmp_path / "run" / "resume.ckpt", "20261204-000000-aaaaaaaa")
     with pytest.raises(ValueError) as err:

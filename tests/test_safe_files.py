@@ -67,7 +67,7 @@ def _params(seed=0):
 
 
 def test_a_changed_byte_in_a_checkpoint_is_refused_naming_it(tmp_path):
-    from src.engine.checkpoint import read_checkpoint, save_atomic, verify_checkpoint
+    from src.checkpoint import read_checkpoint, save_atomic, verify_checkpoint
 
     path = str(tmp_path / "best.ckpt")
     save_atomic(_params(), path, append_dict={"epoch": 3})
@@ -87,7 +87,7 @@ def test_a_changed_byte_in_a_checkpoint_is_refused_naming_it(tmp_path):
 def test_disk_full_during_a_checkpoint_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     import mindspore as ms
 
-    from src.engine import checkpoint
+    from src import checkpoint
 
     path = tmp_path / "resume.ckpt"
     checkpoint.save_atomic(_params(0), str(path))
@@ -146,7 +146,7 @@ def test_checkpoints_and_mindir_get_the_mode_of_the_users_umask(tmp_path, mask, 
     import mindspore as ms
     from mindspore import nn
 
-    from src.engine.checkpoint import save_atomic
+    from src.checkpoint import save_atomic
 
     net = nn.Dense(3, 2)
     old = os.umask(mask)

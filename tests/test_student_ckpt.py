@@ -19,7 +19,7 @@ def cfg_for(tmp_path, **keys):
 
 
 def saved_student(tmp_path, arch="vit_p4_pico", image_size=16, seed=3):
-    from src.engine.checkpoint import save_atomic
+    from src.checkpoint import save_atomic
     from src.models import create_model
 
     ms.set_seed(seed)
@@ -101,7 +101,7 @@ def test_the_trainer_loads_student_ckpt_unless_it_resumes(tmp_path, monkeypatch)
     calls = []
     monkeypatch.setattr(trainer_module, "load_student_checkpoint",
                         lambda cfg, student, resuming=False: calls.append(resuming))
-    monkeypatch.setattr(trainer_module, "build_teacher", lambda cfg: (_ for _ in ()).throw(RuntimeError("stop")))
+    monkeypatch.setattr(trainer_module, "build_teacher_source", lambda cfg: (_ for _ in ()).throw(RuntimeError("stop")))
     cfg = cfg_for(tmp_path, distiller="kd", teacher="resnet10", student_ckpt="x.ckpt")
     for resume, expected in ((None, False), ("auto", True)):
         cfg.resume = resume

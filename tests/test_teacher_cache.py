@@ -18,10 +18,13 @@ from helpers import free_port, msrun_env
 from src.config import load_config
 from src.data import create_dataset, load_source
 from src.data.idx import IMAGES_MAGIC, LABELS_MAGIC
-from src.data.replay import MixupWithTeacher
-from src.data.teacher_cache import (MANIFEST, PARTIAL_SUFFIX, draw_view, open_teacher_cache, split_fingerprint,
-                                    topk_log_probs, view_schedule)
 from src.data.transforms import build_mixup
+from src.teacher import build_teacher_model, build_teacher_source, open_teacher_cache
+from src.teacher.fingerprint import split_fingerprint
+from src.teacher.plan import MANIFEST, PARTIAL_SUFFIX
+from src.teacher.replay import MixupWithTeacher
+from src.teacher.views import draw_view, view_schedule
+from src.teacher.writer import topk_log_probs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN, VAL = 24, 8
@@ -59,8 +62,8 @@ def tree(path):
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """Tiny IDX data, a random ResNet-10 teacher checkpoint and a float32 cache with K = 3 views."""
-    from src.engine.checkpoint import save_atomic
-    from src.engine.cache_writer import build_teacher_cache
+    from src.checkpoint import save_atomic
+    from src.teacher import build_teacher_cache
     from src.models import create_model
 
     root = tmp_path_factory.mktemp("cache")
@@ -92,9 +95,12 @@ def cached_config(work, *extra):
 
 
 def load_teacher(work):
-    from src.engine.builders import build_teacher
+    return build_teacher_model(config(work))
 
-    return build_teacher(config(work))
+
+def replayed(cfg, names=("logits",), **kwargs):
+    """The train pipeline of a run from ``cfg``'s teacher cache, as the trainer builds it (the source opened once)."""
+    return create_dataset(cfg, "train", replay=build_teacher_source(cfg).replay(names), **kwargs)
 
 
 # ----------------------------------------------------------------------------- views and schedule
@@ -161,7 +167,7 @@ def test_mixup_mixes_teacher_probabilities_with_the_images_lambda():
 # ----------------------------------------------------------------------------- exactness
 
 def test_cached_outputs_equal_the_online_teacher_on_the_replayed_views(work, graph_mode):
-    from src.engine.cache_writer import TeacherOutputs
+    from src.teacher import TeacherOutputs
 
     cfg = cached_config(work)
     net = TeacherOutputs(load_teacher(work), ("logits", "feature"))
@@ -170,7 +176,7 @@ def test_cached_outputs_equal_the_online_teacher_on_the_replayed_views(work, gra
     used = set()
     worst = 0.0
     for epoch in range(3):
-        data = create_dataset(cfg, "train", start_epoch=epoch, teacher_outputs=("logits", "feature"))
+        data = replayed(cfg, ("logits", "feature"), start_epoch=epoch)
         for images, labels, logits, feature in data.create_tuple_iterator(num_epochs=1, output_numpy=True):
             assert logits.dtype == np.float32 and logits.shape == (4, 10) and feature.shape == (4, 512)
             online_logits, online_feature = (o.asnumpy() for o in net(ms.Tensor(images)))
@@ -184,12 +190,12 @@ def test_cached_outputs_equal_the_online_teacher_on_the_replayed_views(work, gra
 
 def test_replayed_view_is_the_online_pipeline_on_the_same_crop(work, graph_mode, tmp_path):
     """With a crop that can only be the whole image and a sure flip, online and replayed batches are identical."""
-    from src.engine.cache_writer import build_teacher_cache
+    from src.teacher import build_teacher_cache
 
     fixed = ["scale=[1.0, 1.0]", "ratio=[1.0, 1.0]", "hflip=1.0"]
     build_teacher_cache(config(work, *fixed), str(tmp_path / "c"), views=1, dtype="float32")
     online = create_dataset(config(work, *fixed), "train", start_epoch=1)
-    cached = create_dataset(config(work, *fixed, f"teacher_cache={tmp_path / 'c'}"), "train", start_epoch=1)
+    cached = replayed(config(work, *fixed, f"teacher_cache={tmp_path / 'c'}"), start_epoch=1)
     pairs = list(zip(online.create_tuple_iterator(num_epochs=1, output_numpy=True),
                      cached.create_tuple_iterator(num_epochs=1, output_numpy=True)))
     assert len(pairs) == TRAIN // 4
@@ -205,15 +211,16 @@ def test_cached_distiller_equals_online_distiller(name):
     """The distiller fed the teacher's logits gives the online distiller's loss, terms and gradients."""
     from mindspore import ops
 
-    from src.distill import CachedTeacher, build_distiller
+    from src.distill import build_distiller
     from src.models import create_model
+    from src.teacher import TeacherSource
 
     ms.set_seed(0)
     student = create_model("resnet10", num_classes=10, image_size=16)
     teacher = create_model("resnet10", num_classes=10, image_size=16)
     kwargs = {"stages": (3, 4), "eps": (1.5,)} if name == "ofa" else {}
     online = build_distiller(name, student, teacher, num_classes=10, **kwargs)
-    cached = build_distiller(name, student, CachedTeacher("resnet10", 10, teacher.feature_dim), num_classes=10,
+    cached = build_distiller(name, student, TeacherSource("resnet10", 10, teacher.feature_dim), num_classes=10,
                              **kwargs)
     cached.branches = online.branches  # the same branch weights
     assert cached.teacher is None and online.teacher is not None
@@ -238,15 +245,13 @@ def test_cached_distiller_equals_online_distiller(name):
 def test_approximate_mode_augments_the_student_side_only(work):
     """teacher_cache_approx: RandAugment, erasing and mixup/cutmix run on the replayed views; the teacher's
     probabilities are mixed with the images' lambda."""
-    from src.engine.builders import build_teacher
-
     extra = ["auto_augment=randaug-m9-mstd0.5-inc1", "re_prob=0.5", "mixup=0.8", "cutmix=1.0"]
     with pytest.raises(ValueError, match="auto_augment=randaug-m9-mstd0.5-inc1, re_prob=0.5, mixup=0.8, cutmix=1"):
-        build_teacher(cached_config(work, *extra))
+        build_teacher_source(cached_config(work, *extra))
     cfg = cached_config(work, *extra, "teacher_cache_approx=true")
-    assert build_teacher(cfg).name == "resnet10"
-    exact = create_dataset(cached_config(work), "train", start_epoch=2)
-    approx = create_dataset(cfg, "train", start_epoch=2)
+    assert build_teacher_source(cfg).name == "resnet10"
+    exact = replayed(cached_config(work), start_epoch=2)
+    approx = replayed(cfg, start_epoch=2)
     mixed = 0
     for (_, labels, logits), (images, soft, mixed_logits) in zip(
             exact.create_tuple_iterator(num_epochs=1, output_numpy=True),
@@ -282,7 +287,7 @@ def test_manifest_and_memmapped_rows(work):
 
 
 def test_two_writer_ranks_make_the_single_rank_cache(work, graph_mode, tmp_path):
-    from src.engine.cache_writer import build_teacher_cache
+    from src.teacher import build_teacher_cache
 
     cfg = config(work)
     out = str(tmp_path / "sharded")
@@ -298,7 +303,7 @@ def test_two_writer_ranks_make_the_single_rank_cache(work, graph_mode, tmp_path)
 
 
 def test_float16_and_topk_caches(work, graph_mode, tmp_path):
-    from src.engine.cache_writer import build_teacher_cache
+    from src.teacher import build_teacher_cache
 
     cfg = config(work)
     half = build_teacher_cache(cfg, str(tmp_path / "f16"), views=3, batch_size=72)
@@ -320,7 +325,7 @@ def test_float16_and_topk_caches(work, graph_mode, tmp_path):
 
 
 def test_a_killed_cache_run_is_never_used_and_resumes_to_the_same_cache(work, graph_mode, tmp_path):
-    from src.engine.cache_writer import build_teacher_cache
+    from src.teacher import build_teacher_cache
 
     class Killed(Exception):
         pass
@@ -339,7 +344,7 @@ def test_a_killed_cache_run_is_never_used_and_resumes_to_the_same_cache(work, gr
     with pytest.raises(ValueError, match="is incomplete.*run tools/cache_teacher.py again"):
         open_teacher_cache(out)
     with pytest.raises(ValueError, match="is incomplete"):
-        create_dataset(config(work, f"teacher_cache={out}"), "train")
+        replayed(config(work, f"teacher_cache={out}"))
     before = tree(str(tmp_path))
     with pytest.raises(ValueError, match=r"other settings \(views: 3 there, 4 now\)"):
         build_teacher_cache(cfg, out, views=4, dtype="float32")
@@ -367,8 +372,7 @@ def _refused(work, tmp_path, call, match):
 
 
 def test_cache_run_refusals_write_nothing(work, tmp_path, monkeypatch):
-    from src.data import teacher_cache
-    from src.engine.cache_writer import build_teacher_cache
+    from src.teacher import build_teacher_cache, writer
 
     cfg = config(work)
     _refused(work, tmp_path, lambda: build_teacher_cache(cfg, work["cache"], views=3), "already exists")
@@ -387,18 +391,17 @@ def test_cache_run_refusals_write_nothing(work, tmp_path, monkeypatch):
     class Tiny:
         free = 100
 
-    monkeypatch.setattr(teacher_cache.shutil, "disk_usage", lambda path: Tiny())
+    monkeypatch.setattr(writer.shutil, "disk_usage", lambda path: Tiny())
     _refused(work, tmp_path, lambda: build_teacher_cache(cfg, str(tmp_path / "c"), views=3),
              "not enough disk space for the cache")
 
 
 def test_training_refuses_a_cache_that_does_not_match(work, tmp_path):
-    from src.engine.builders import build_teacher
-    from src.engine.checkpoint import save_atomic
+    from src.checkpoint import save_atomic
     from src.models import create_model
 
     def refused(match, *extra):
-        return _refused(work, tmp_path, lambda: build_teacher(cached_config(work, *extra)), match)
+        return _refused(work, tmp_path, lambda: build_teacher_source(cached_config(work, *extra)), match)
 
     refused("teacher is \"resnet10\" in the cache but \"resnet18\"", "teacher=resnet18")
     other = str(tmp_path / "other.ckpt")
@@ -410,9 +413,9 @@ def test_training_refuses_a_cache_that_does_not_match(work, tmp_path):
     refused("mean is", "mean=[0.5]")
     refused("views is 3 in the cache but \"epochs=4\".*teacher_cache_strict", "epochs=4", "teacher_cache_strict=true")
     refused("re_prob=0.25 cannot be replayed", "re_prob=0.25")
-    build_teacher(cached_config(work, "epochs=4"))  # views repeat without strict: accepted
-    build_teacher(cached_config(work, "re_prob=0.25", "teacher_cache_approx=true"))
-    _refused(work, tmp_path, lambda: create_dataset(cached_config(work, "train_subset=12"), "train"),
+    build_teacher_source(cached_config(work, "epochs=4"))  # views repeat without strict: accepted
+    build_teacher_source(cached_config(work, "re_prob=0.25", "teacher_cache_approx=true"))
+    _refused(work, tmp_path, lambda: replayed(cached_config(work, "train_subset=12")),
              "split is \"24 samples.*but \"12 samples")
 
 
@@ -437,8 +440,9 @@ def test_damaged_caches_are_refused(work, tmp_path):
 
 
 def test_a_feature_distiller_refuses_a_logits_only_cache(work, tmp_path, monkeypatch):
-    from src.distill import CachedTeacher, build_distiller, distillers
+    from src.distill import build_distiller, distillers
     from src.models import create_model
+    from src.teacher import TeacherSource
 
     class FeatureKD(distillers.KDDistiller):
         teacher_outputs = ("logits", "feature")
@@ -446,7 +450,7 @@ def test_a_feature_distiller_refuses_a_logits_only_cache(work, tmp_path, monkeyp
     monkeypatch.setitem(distillers.DISTILLERS, "feature_kd", FeatureKD)
     student = create_model("resnet10", num_classes=10, image_size=16)
     with pytest.raises(ValueError, match="needs the teacher's feature, which the teacher cache does not hold"):
-        build_distiller("feature_kd", student, CachedTeacher("resnet10", 10, 512, ("logits",)), num_classes=10)
+        build_distiller("feature_kd", student, TeacherSource("resnet10", 10, 512, ("logits",)), num_classes=10)
     logits_only = str(tmp_path / "logits_only")
     shutil.copytree(work["cache"], logits_only)
     manifest = json.loads(open(os.path.join(logits_only, MANIFEST)).read())
@@ -454,9 +458,33 @@ def test_a_feature_distiller_refuses_a_logits_only_cache(work, tmp_path, monkeyp
     del manifest["arrays"]["feature"]
     with open(os.path.join(logits_only, MANIFEST), "w") as f:
         json.dump(manifest, f)
-    _refused(work, tmp_path, lambda: create_dataset(config(work, f"teacher_cache={logits_only}"), "train",
-                                                    teacher_outputs=("logits", "feature")),
+    _refused(work, tmp_path, lambda: replayed(config(work, f"teacher_cache={logits_only}"), ("logits", "feature")),
              "has no feature output.*--features")
+
+
+def test_a_run_opens_its_cache_once(work, tmp_path, monkeypatch):
+    """The trainer builds one TeacherSource and hands it to the distiller (no teacher built) and to every
+    epoch's train pipeline (the cached logits as a column): the cache is opened and checked once."""
+    from src.engine.trainer import Trainer
+    from src.teacher import reader
+
+    opened = []
+    open_cache = reader.TeacherCache.__init__
+
+    def counting(self, path):
+        opened.append(path)
+        open_cache(self, path)
+
+    monkeypatch.setattr(reader.TeacherCache, "__init__", counting)
+    trainer = Trainer(cached_config(work, "distiller=kd", f"output_dir={tmp_path / 'run'}"))
+    for epoch in range(3):
+        images, labels, logits = next(trainer._dataset("train", epoch).create_tuple_iterator(num_epochs=1,
+                                                                                            output_numpy=True))
+        assert images.shape == (4, 3, 16, 16) and logits.shape == (4, 10)
+    assert opened == [work["cache"]]  # the probe pipeline and three epochs' pipelines: one open
+    assert trainer.distiller.teacher is None and trainer.teacher.cache is not None
+    with pytest.raises(ValueError, match="replays its views; build it with replay="):  # never the online pipeline
+        create_dataset(cached_config(work), "train")
 
 
 def test_teacher_cache_needs_a_distiller():
@@ -471,7 +499,9 @@ def _train(cfg, stop_after=None, online_teacher=False, monkeypatch=None):
 
     Returns the state (student, branches, optimizer) before and after training.
     """
-    from src.engine import builders, trainer as trainer_module
+    import dataclasses
+
+    from src.engine import trainer as trainer_module
     from src.engine.builders import setup_context
 
     class Killed(Exception):
@@ -482,8 +512,8 @@ def _train(cfg, stop_after=None, online_teacher=False, monkeypatch=None):
             raise Killed()
 
     if online_teacher:  # the forced-view online run: same replayed pipeline, a real teacher in the step
-        monkeypatch.setattr(trainer_module, "build_teacher",
-                            builders.build_teacher_model)
+        monkeypatch.setattr(trainer_module, "build_teacher_source",
+                            lambda cfg: dataclasses.replace(build_teacher_source(cfg), model=build_teacher_model(cfg)))
     setup_context(cfg, distributed=False)
     trainer = trainer_module.Trainer(cfg, on_event=on_event)
     before = {p.name: p.asnumpy().copy() for p in trainer.resume_params()}
@@ -651,7 +681,7 @@ def test_view_boxes_outside_the_image_are_named_with_the_cache_and_file(work, tm
     del views
     manifest["parts"][0]["sha256"]["views"] = file_sha256(os.path.join(cache, views_file))  # a consistent cache
     _write_manifest(cache, manifest)
-    pipeline = create_dataset(config(work, f"teacher_cache={cache}"), "train")
+    pipeline = replayed(config(work, f"teacher_cache={cache}"))
     with pytest.raises(RuntimeError) as err:
         for _ in pipeline.create_tuple_iterator(num_epochs=1):
             pass

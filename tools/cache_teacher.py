@@ -90,7 +90,7 @@ def main(argv=None):
     try:
         args, cfg = config_from_args(sys.argv[1:] if argv is None else argv, parser)
         from src.engine.builders import setup_context
-        from src.engine.cache_writer import build_teacher_cache
+        from src.teacher import build_teacher_cache
 
         rank, group_size = setup_context(cfg)
         setup_logging(None, rank)

@@ -240,10 +240,11 @@ def _override_args(overrides):
 
 def count_params(cfg):
     """(student, branch) parameter counts of a run, from freshly built cells (no compile, no checkpoint)."""
-    from src.engine.builders import build_run_distiller, build_student, build_teacher
+    from src.engine.builders import build_run_distiller, build_student
+    from src.teacher import build_teacher_source
 
     student = build_student(cfg)
-    teacher = build_teacher(cfg, load=False) if cfg.distiller != "none" else None
+    teacher = build_teacher_source(cfg, load=False) if cfg.distiller != "none" else None
     distiller = build_run_distiller(cfg, student, teacher)
     return (int(sum(p.size for p in student.get_parameters())),
             int(sum(p.size for p in distiller.branches.get_parameters())))
@@ -416,8 +417,8 @@ def time_teacher_forward(recipe, overrides, repeats=20):
     import mindspore as ms
 
     from src.config import load_config
-    from src.engine.builders import build_teacher_model, setup_context
-    from src.engine.cache_writer import TeacherOutputs
+    from src.engine.builders import setup_context
+    from src.teacher import TeacherOutputs, build_teacher_model
 
     cfg = load_config(recipe, overrides)
     setup_context(cfg, distributed=False)

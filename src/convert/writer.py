@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from mindspore import Parameter, Tensor
 
-from ..engine.checkpoint import load_into, save_atomic
+from ..checkpoint import load_into, save_atomic
 from ..models import create_model
 from .mapping import infer_num_classes, layout_for, map_state_dict
 from .readers import read_state_dict

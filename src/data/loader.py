@@ -1,5 +1,6 @@
 """``create_dataset``: config -> sharded, augmented, batched MindSpore pipeline of (image, label)
-(plus the cached teacher outputs when the run trains from a teacher-output cache).
+(plus the cached teacher outputs when the run trains from a teacher-output cache: the run passes the
+pipeline builder that replays it, ``replay``).
 
 Output columns ``image`` float32 ``[B, C, image_size, image_size]`` and ``label``: int32 ``[B]``, or
 float32 ``[B, num_classes]`` soft labels when mixup/cutmix is on (train only). Every batch is full
@@ -19,10 +20,8 @@ from .cifar import read_cifar
 from .fake import FakeSource
 from .folder import FolderSource, load_image_folder
 from .idx import read_mnist
-from .replay import replay_pipeline
 from .sampler import EpochShardSampler, PaddedValSampler
 from .source import ArraySource, balanced_subset
-from .teacher_cache import open_teacher_cache
 from .transforms import build_image_transforms, build_mixup
 
 SPLITS = ("train", "val")
@@ -68,32 +67,36 @@ def load_source(cfg, split):
     return source
 
 
-def create_dataset(cfg, split, rank=0, group_size=1, start_epoch=0, source=None, teacher_outputs=("logits",)):
+def create_dataset(cfg, split, rank=0, group_size=1, start_epoch=0, source=None, replay=None):
     """Batched pipeline of one rank's shard of ``split`` ("train" or "val").
 
     One pipeline serves all epochs: iterate it with ``create_tuple_iterator(num_epochs=...)``; epoch
     k of a train pipeline reads the sample order of epoch ``start_epoch + k`` (pass the epoch a
     resumed run starts at). Random augmentation draws come from MindSpore's and numpy's seeds.
 
-    With ``teacher_cache`` set, the train split replays the cache's views (see ``src.data.replay``) and
-    has one more column per name in ``teacher_outputs``: ``teacher_logits`` [B, C], ``teacher_feature``
-    [B, D] (float32).
+    A run with ``teacher_cache`` passes ``replay`` (``TeacherSource.replay(names)`` of ``src.teacher``):
+    ``replay(cfg, source, sampler, batch_size)`` builds the train pipeline from the cache's views, with one
+    more column per cached output, ``teacher_logits`` [B, C], ``teacher_feature`` [B, D] (float32); the
+    sampler then gives keys ``epoch * N + i``.
     """
     _check_split(split)
     is_train = split == "train"
-    cache = open_teacher_cache(cfg["teacher_cache"]) if is_train and cfg.get("teacher_cache") else None
+    replay = replay if is_train else None
+    if is_train and cfg.get("teacher_cache") and replay is None:
+        raise ValueError(f"teacher_cache {cfg['teacher_cache']}: the train pipeline of a run from a teacher-output "
+                         f"cache replays its views; build it with replay=TeacherSource.replay(names)")
     source = source if source is not None else load_source(cfg, split)
     batch_size = cfg["batch_size"] if is_train else (cfg["val_batch_size"] or cfg["batch_size"])
     if is_train:
         sampler = EpochShardSampler(len(source), rank, group_size, shuffle=True,
-                                    seed=cfg["seed"], start_epoch=start_epoch, with_epoch=cache is not None)
+                                    seed=cfg["seed"], start_epoch=start_epoch, with_epoch=replay is not None)
         if sampler.num_samples < batch_size:
             raise ValueError(f"batch_size {batch_size} is larger than the {sampler.num_samples} train samples "
                              f"of each of the {group_size} shard(s) of {cfg['dataset']}")
     else:
         sampler = PaddedValSampler(len(source), rank, group_size, batch_size)
-    if cache is not None:
-        return replay_pipeline(cfg, source, cache, sampler, batch_size, teacher_outputs)
+    if replay is not None:
+        return replay(cfg, source, sampler, batch_size)
     pipeline = image_pipeline(cfg, source, sampler, is_train)
     pipeline = pipeline.batch(batch_size, drop_remainder=True)
     mixup = build_mixup(cfg) if is_train else None

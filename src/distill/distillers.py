@@ -8,18 +8,20 @@ Every trainable cell besides the student (OFA exit branches, the RSD projector) 
 the optimizer, mixed precision and resume states take them from there, and none of them is exported.
 
 The teacher's outputs a method uses are named in ``teacher_outputs`` ("logits", "feature"). Built with a
-model as teacher, the distiller runs it (frozen) and ignores ``cached``; built with a ``CachedTeacher``
-(a teacher-output cache), no teacher exists and ``cached`` are those outputs, one batch column each.
+model as teacher (or a ``TeacherSource`` of ``src.teacher`` holding one), the distiller runs it (frozen);
+built with a ``TeacherSource`` without a model (a teacher-output cache), no teacher exists and ``cached``
+are those outputs, one batch column each.
 """
 import mindspore as ms
 from mindspore import nn, ops
 
 from src.config import DISTILLERS as METHODS
+from src.teacher.frozen import FrozenTeacher
+from src.teacher.source import TeacherSource
 
 from .branches import build_branch
 from .losses import cross_entropy, dist_loss, dkd_loss, kd_loss, ofa_loss, rsd_loss
 from .projector import RSDProjector
-from .teacher import CachedTeacher, FrozenTeacher
 
 # OFA's terms: cross-entropy, the OFA loss on the student's final logits, the OFA losses of the exit branches
 TERM_NAMES = ("gt", "ofa_final", "ofa_branches")
@@ -32,9 +34,9 @@ class Distiller(nn.Cell):
     teacher_outputs = ("logits",)
 
     def _set_teacher(self, teacher):
-        self.from_cache = isinstance(teacher, CachedTeacher)
-        self.teacher = FrozenTeacher(teacher, self.teacher_outputs) if teacher is not None and not self.from_cache \
-            else None
+        model = teacher.model if isinstance(teacher, TeacherSource) else teacher
+        self.from_cache = teacher is not None and model is None
+        self.teacher = FrozenTeacher(model, self.teacher_outputs) if model is not None else None
 
     def teacher_inputs(self, images, cached):
         """The teacher's ``teacher_outputs`` on ``images``: the cached batch columns when given (a teacher-output
@@ -238,7 +240,8 @@ DISTILLERS = {name: globals()[cls] for name, cls in METHODS.items()}
 def build_distiller(name, student, teacher=None, num_classes=None, **kwargs):
     """Build a distiller by name; every check on its arguments happens here, before any graph compiles.
 
-    ``teacher``: a model (run frozen in every step), or a ``CachedTeacher`` (its outputs come with the batch).
+    ``teacher``: a model or a ``TeacherSource`` with one (run frozen in every step), or a ``TeacherSource``
+    without a model (its outputs come with the batch: a teacher-output cache).
     """
     if name not in DISTILLERS:
         raise ValueError(f"unknown distiller '{name}'; choose one of: {', '.join(DISTILLERS)}")
@@ -253,9 +256,10 @@ def build_distiller(name, student, teacher=None, num_classes=None, **kwargs):
         if teacher is None:
             raise ValueError(f"distiller '{name}' needs a teacher model")
         if int(teacher.num_classes) != int(num_classes):
-            raise ValueError(f"teacher '{type(teacher).__name__}' has {teacher.num_classes} classes "
+            label = teacher.name if isinstance(teacher, TeacherSource) else type(teacher).__name__
+            raise ValueError(f"teacher '{label}' has {teacher.num_classes} classes "
                              f"but the student has {num_classes}: they must predict the same classes")
-        if isinstance(teacher, CachedTeacher):
+        if isinstance(teacher, TeacherSource) and teacher.model is None:
             missing = [n for n in cls.teacher_outputs if n not in teacher.outputs]
             if missing:
                 raise ValueError(f"distiller '{name}' needs the teacher's {', '.join(missing)}, which the teacher "

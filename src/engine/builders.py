@@ -6,16 +6,13 @@ import numpy as np
 
 import mindspore as ms
 
-from src.data.teacher_cache import open_teacher_cache
-from src.distill import CachedTeacher, build_distiller
-from src.files import file_sha256
-from src.logs import count
+from src.checkpoint import load_model_checkpoint
+from src.device import resolve_device_target
+from src.distill.distillers import build_distiller
 from src.models import create_model
+from src.precision import resolve_precision
 
-from .checkpoint import load_model_checkpoint
-from .device import resolve_device_target
 from .optim import create_optimizer, lr_schedule, param_groups
-from .precision import resolve_precision
 from .train_step import DistillTrainStep
 
 log = logging.getLogger(__name__)
@@ -32,7 +29,7 @@ def launched_distributed():
 def setup_context(cfg, distributed=None):
     """Device, execution mode, seeds and (when launched so) data-parallel communication.
 
-    ``cfg.device_target`` becomes the backend used (``auto`` resolved, see ``src.engine.device``).
+    ``cfg.device_target`` becomes the backend used (``auto`` resolved, see ``src.device``).
     Returns ``(rank, group_size)``.
     """
     if cfg.mode not in ("graph", "pynative"):
@@ -84,59 +81,8 @@ def load_student_checkpoint(cfg, student, resuming=False):
     return True
 
 
-def build_teacher_model(cfg, load=True):
-    """The teacher network of ``cfg``, whatever ``teacher_cache`` says: what eval.py and the cache writer run.
-
-    ``load`` loads ``teacher_ckpt`` (required then: a random teacher teaches nothing).
-    """
-    if not cfg.teacher:
-        raise ValueError(f"distiller '{cfg.distiller}' needs a teacher: set the 'teacher' key (or distiller=none "
-                         f"to train the student alone)")
-    # The random init is replaced by the checkpoint; drawing it must not move the global RNG, so that an online
-    # run and a run from a teacher-output cache (no teacher) initialise student and branches alike.
-    rng_state = np.random.get_state()
-    teacher = create_model(cfg.teacher, num_classes=cfg.num_classes, image_size=cfg.image_size,
-                           in_channels=cfg.in_channels)
-    np.random.set_state(rng_state)
-    if load:
-        if not cfg.teacher_ckpt:
-            raise ValueError(f"distiller '{cfg.distiller}' needs trained teacher weights: set 'teacher_ckpt' to a "
-                             f"MindSpore checkpoint of '{cfg.teacher}'; train one with distiller=none "
-                             f"student={cfg.teacher}, or convert a timm / PyTorch one with "
-                             f"tools/convert_checkpoint.py")
-        load_model_checkpoint(teacher, cfg.teacher_ckpt, what=f"teacher '{cfg.teacher}'")
-    return teacher
-
-
-def build_teacher(cfg, load=True):
-    """The teacher a distiller is given: with ``teacher_cache`` set the ``CachedTeacher`` standing for it
-    (nothing built), else ``build_teacher_model(cfg, load)``."""
-    if cfg.teacher_cache:
-        return cached_teacher(cfg)
-    return build_teacher_model(cfg, load)
-
-
-def cached_teacher(cfg):
-    """The teacher of ``cfg.teacher_cache`` after checking the cache against the run: nothing is built or loaded.
-
-    The teacher checkpoint is compared (SHA-256) when ``teacher_ckpt`` is set; the split is checked
-    when the train pipeline is made.
-    """
-    cache = open_teacher_cache(cfg.teacher_cache)
-    cache.check_run(cfg, teacher_sha256=file_sha256(cfg.teacher_ckpt, "teacher checkpoint") if cfg.teacher_ckpt else None)
-    m = cache.manifest
-    params = m["teacher_params"]
-    log.info("teacher-output cache %s: %d views per image of %d images; teacher %s not built (%.2f M parameters, "
-             "%.0f MB of float32 weights not in memory; no teacher forward in the step)%s", cache.path, cache.views,
-             cache.num_images, m["teacher"], params / 1e6, params * 4 / 2**20,
-             "" if cfg.teacher_ckpt else "; teacher_ckpt unset, so the checkpoint was not compared")
-    if cache.views < cfg.epochs:
-        log.info("teacher-output cache: %s for %s, so views repeat (every view is used before any repeats); "
-                 "teacher_cache_strict refuses this", count(cache.views, "view"), count(cfg.epochs, "epoch"))
-    return CachedTeacher(m["teacher"], cache.num_classes, int(m["teacher_feature_dim"]), tuple(cache.outputs))
-
-
 def build_run_distiller(cfg, student, teacher):
+    """The distiller of ``cfg`` over ``student`` and ``teacher`` (the run's ``TeacherSource``, or None)."""
     kwargs = dict(num_classes=cfg.num_classes, label_smoothing=cfg.label_smoothing,
                   loss_weights=tuple(cfg.loss_weights), temperature=cfg.temperature)
     if cfg.distiller in ("ofa", "ofa+rsd"):

@@ -22,12 +22,12 @@ import numpy as np
 import mindspore as ms
 import mindspore.dataset as ds
 
+from src.checkpoint import load_into, read_checkpoint, save_atomic
 from src.data import create_dataset, load_source
 from src.files import write_json_atomic
+from src.teacher.source import build_teacher_source
 
-from .builders import (apply_amp, build_run_distiller, build_student, build_teacher, build_train_step,
-                       load_student_checkpoint)
-from .checkpoint import load_into, read_checkpoint, save_atomic
+from .builders import apply_amp, build_run_distiller, build_student, build_train_step, load_student_checkpoint
 from .evaluate import EvaluationStopped, Evaluator
 from .run_dir import RESUME_FILE
 from .step_stats import StepStats
@@ -131,8 +131,10 @@ class Trainer:
 
         self.student = build_student(cfg)
         load_student_checkpoint(cfg, self.student, resuming=bool(cfg.resume))
-        self.teacher = build_teacher(cfg) if cfg.distiller != "none" else None
+        # built once: the distiller runs its model (if any), the train pipeline replays its cache (if any)
+        self.teacher = build_teacher_source(cfg) if cfg.distiller != "none" else None
         self.distiller = build_run_distiller(cfg, self.student, self.teacher)
+        self._replay = self.teacher.replay(self.distiller.teacher_outputs) if self.teacher is not None else None
         self.term_names = tuple(self.distiller.term_names)
         self.precision = apply_amp(cfg, self.distiller)
         self.eval_net = build_student(cfg)
@@ -176,7 +178,7 @@ class Trainer:
             self._sources[split] = load_source(self.cfg, split)
         if split == "train":
             return create_dataset(self.cfg, split, rank=self.rank, group_size=self.group_size, start_epoch=epoch,
-                                  source=self._sources[split], teacher_outputs=self.distiller.teacher_outputs)
+                                  source=self._sources[split], replay=self._replay)
         return create_dataset(self.cfg, split, source=self._sources[split])
 
     def _batches(self, epoch, start):

@@ -13,8 +13,9 @@ import mindspore.dataset as ds
 from mindcv.data.mixup import mixup_target
 from mindspore.dataset import vision
 
-from .teacher_cache import draw_view, view_schedule
-from .transforms import build_mixup, build_replay_transforms
+from src.data.transforms import build_mixup, build_replay_transforms
+
+from .views import draw_view, view_schedule
 
 
 def crop_and_flip(image, view, crop):
@@ -149,8 +150,12 @@ def teacher_columns(names):
     return [f"teacher_{name}" for name in names]
 
 
-def replay_pipeline(cfg, source, cache, sampler, batch_size, names):
-    """Batched train pipeline of a run with a teacher cache: ``image, label, teacher_<name> ...``."""
+def replay_pipeline(cfg, source, sampler, batch_size, cache, names):
+    """Batched train pipeline of a run with a teacher cache: ``image, label, teacher_<name> ...``.
+
+    What ``create_dataset`` builds for the train split when a ``TeacherSource`` hands it ``replay``
+    (``cache`` and ``names`` bound there); ``sampler`` gives keys ``epoch * N + i``.
+    """
     cache.check_split(source)
     cache.check_outputs(names)
     before, crop, after = ([], None, []) if source.chw_float else build_replay_transforms(cfg)

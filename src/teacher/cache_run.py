@@ -1,7 +1,8 @@
 """Making a teacher-output cache: the frozen teacher run once over K views of every training image.
 
-``build_teacher_cache(cfg, out_dir, views)`` is what ``tools/cache_teacher.py`` runs; the format, the
-view draws and every refusal live in ``src.data.teacher_cache``.
+``build_teacher_cache(cfg, out_dir, views)`` is what ``tools/cache_teacher.py`` runs. The view draws are
+in ``views``, what the outputs depend on in ``fingerprint``, the files in ``plan`` and ``writer``; every
+refusal happens before anything is written.
 """
 import os
 import time
@@ -12,13 +13,15 @@ import mindspore as ms
 from mindspore import nn
 
 from src.data import load_source
-from src.data.replay import view_pairs_pipeline
-from src.data.teacher_cache import CacheWriter, check_replayable, make_plan, split_fingerprint, topk_log_probs
-from src.distill import FrozenTeacher
 from src.files import file_sha256
+from src.precision import resolve_precision
 
-from .builders import build_teacher_model
-from .precision import resolve_precision
+from .fingerprint import check_replayable, split_fingerprint
+from .frozen import FrozenTeacher
+from .model import build_teacher_model
+from .plan import make_plan
+from .replay import view_pairs_pipeline
+from .writer import CacheWriter, topk_log_probs
 
 
 class TeacherOutputs(nn.Cell):

@@ -1,6 +1,4 @@
-"""The teacher of a distiller: a frozen model, or its outputs read from a teacher-output cache."""
-from dataclasses import dataclass
-
+"""The teacher model as a distiller and the cache writer run it: frozen, in its inference form (BatchNorm folded)."""
 from mindspore import nn, ops
 
 from src.models.fold_bn import fold_batchnorm
@@ -62,17 +60,3 @@ class FrozenTeacher(nn.Cell):
             else:
                 out = out + (ops.stop_gradient(pooled),)
         return out
-
-
-@dataclass(frozen=True)
-class CachedTeacher:
-    """Stands for a teacher whose outputs come with the batch (a teacher-output cache): nothing is built.
-
-    Distillers read what they would read off the model: ``num_classes``, ``feature_dim`` (the width of
-    the pooled feature) and which ``outputs`` the cache holds.
-    """
-
-    name: str
-    num_classes: int
-    feature_dim: int
-    outputs: tuple = ("logits",)
