@@ -22,7 +22,7 @@ import traceback
 
 from src.config import build_arg_parser, config_from_args, save_config
 from src.logs import attach_log_file, check_log_file, count, log_file_only, setup_logging
-from src.mindspore_process import exit_quietly, runtime_error_message, send_compile_reports_to
+from src.mindspore_process import exit_entry_point, exit_quietly, runtime_error_message, send_compile_reports_to
 
 log = logging.getLogger("train")
 
@@ -176,7 +176,8 @@ def main(argv=None):
 
 def train(cfg, stop):
     """Run (or continue) the training run of ``cfg``; returns the exit code."""
-    from src.engine.builders import launched_distributed, setup_context
+    from src.engine.builders import setup_context
+    from src.mindspore_process import launched_distributed
     from src.engine.run_dir import (RunLock, check_not_in_use, clear_run, plan_run, record_run_identity,
                                     stale_lock_note)
     from src.engine.trainer import RunInterrupted, Trainer, read_resume_info
@@ -271,9 +272,4 @@ def train(cfg, stop):
 
 
 if __name__ == "__main__":
-    code = main()
-    from src.engine.builders import launched_distributed
-
-    if launched_distributed():
-        sys.exit(code)  # workers must leave through MindSpore's exit hooks so the cluster sees them finish
-    exit_quietly(code)
+    exit_entry_point(main())

@@ -26,6 +26,22 @@ def runtime_error_message(err):
     return message
 
 
+def launched_distributed():
+    """True when started by msrun / mpirun / a rank table with more than one worker."""
+    for key in ("MS_WORKER_NUM", "RANK_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        if int(os.environ.get(key, "1") or 1) > 1:
+            return True
+    return False
+
+
+def exit_entry_point(code):
+    """Leave an entry point that may run as one of several workers: workers leave through MindSpore's exit hooks
+    so the cluster sees them finish; a single process leaves quietly."""
+    if launched_distributed():
+        sys.exit(code)
+    exit_quietly(code)
+
+
 def exit_quietly(code):
     """Flush and leave without running MindSpore's cell destructors, which print spurious errors at shutdown."""
     sys.stdout.flush()

@@ -21,7 +21,7 @@ import logging  # noqa: E402
 import time  # noqa: E402
 
 from src.flags import int_range  # noqa: E402
-from src.mindspore_process import exit_quietly  # noqa: E402
+from src.mindspore_process import exit_entry_point  # noqa: E402
 from src.config import build_arg_parser, config_from_args  # noqa: E402
 from src.logs import setup_logging  # noqa: E402
 
@@ -108,9 +108,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    code = main()
-    from src.engine.builders import launched_distributed
-
-    if launched_distributed():
-        sys.exit(code)  # workers must leave through MindSpore's exit hooks so the cluster sees them finish
-    exit_quietly(code)
+    exit_entry_point(main())

@@ -1,6 +1,5 @@
 """Build the pieces of a run from a resolved config: context, models, distiller, optimizer, step."""
 import logging
-import os
 
 import numpy as np
 
@@ -9,6 +8,7 @@ import mindspore as ms
 from src.checkpoint import load_model_checkpoint
 from src.device import resolve_device_target
 from src.distill.distillers import build_distiller
+from src.mindspore_process import launched_distributed
 from src.models import create_model
 from src.precision import resolve_precision
 
@@ -16,14 +16,6 @@ from .optim import create_optimizer, lr_schedule, param_groups
 from .train_step import DistillTrainStep
 
 log = logging.getLogger(__name__)
-
-
-def launched_distributed():
-    """True when started by msrun / mpirun / a rank table with more than one worker."""
-    for key in ("MS_WORKER_NUM", "RANK_SIZE", "OMPI_COMM_WORLD_SIZE"):
-        if int(os.environ.get(key, "1") or 1) > 1:
-            return True
-    return False
 
 
 def setup_context(cfg, distributed=None):
