@@ -151,6 +151,12 @@ def ours_by_name(cell, prefix):
             for p in cell.get_parameters()}
 
 
+def by_kind(named):
+    """``{(kind, name): value}``: kind ``bn_stat`` for BatchNorm running statistics, else ``weight``."""
+    return {("bn_stat" if name.rsplit(".", 1)[-1] in BN_STATS else "weight", name): value
+            for name, value in named.items()}
+
+
 class Comparison:
     """Maps a twin's state onto our names and measures the deviations tensor by tensor, by kind."""
 
@@ -174,8 +180,7 @@ class Comparison:
         if len(self.branch_shapes):
             theirs.update(self.theirs(twin.branches, "branches", self.branch_shapes, "branches.",
                                       self.branches_layout))
-        out = {("bn_stat" if name.rsplit(".", 1)[-1] in BN_STATS else "weight", name): value
-               for name, value in theirs.items()}
+        out = by_kind(theirs)
         if ema is not None:
             out.update({("ema", name): value
                         for name, value in self.theirs(ema.module, self.cfg.student, self.student_shapes).items()})
@@ -185,8 +190,7 @@ class Comparison:
         """``{(kind, our name): ndarray}`` of ours; the EMA weights too when ``step`` (the fused step) is given."""
         ours = ours_by_name(self.ours.student, "student.")
         ours.update({p.name: p.asnumpy() for p in self.ours.branches.get_parameters()})
-        out = {("bn_stat" if name.rsplit(".", 1)[-1] in BN_STATS else "weight", name): value
-               for name, value in ours.items()}
+        out = by_kind(ours)
         if step is not None:
             out.update({("ema", p.name[len("ema.student."):]): p.asnumpy() for p in step.ema_weights})
         return out
