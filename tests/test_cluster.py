@@ -112,14 +112,19 @@ FAKE_PYTHON = """#!/bin/sh
 # stands in for Python: the launcher's own helper runs for real, a worker fails (rank 1) or waits (the others)
 case "$1" in *rank_table.py) exec "{python}" "$@" ;; esac
 echo "worker RANK_ID=$RANK_ID DEVICE_ID=$DEVICE_ID RANK_SIZE=$RANK_SIZE table=$RANK_TABLE_FILE"
-if [ "$RANK_ID" = 1 ]; then echo "rank 1 ran out of memory"; exit 3; fi
+if [ "$RANK_ID" = 0 ]; then touch "{ready}"; fi
+if [ "$RANK_ID" = 1 ]; then
+  # fail only once rank 0 has written its first line (at most 10 s), so the stopped rank's log is not empty
+  i=0; while [ ! -e "{ready}" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+  echo "rank 1 ran out of memory"; exit 3
+fi
 sleep 60
 """
 
 
 def test_a_failing_rank_table_worker_stops_the_others_and_shows_its_log(tmp_path, config):
     fake = tmp_path / "python"
-    fake.write_text(FAKE_PYTHON.format(python=sys.executable))
+    fake.write_text(FAKE_PYTHON.format(python=sys.executable, ready=tmp_path / "rank0_started"))
     fake.chmod(0o755)
     table = write_table(tmp_path / "t.json", [("10.9.9.1", [(2, 0), (3, 1)])])
     start = time.monotonic()
