@@ -154,10 +154,10 @@ def replay_pipeline(cfg, source, sampler, batch_size, cache, names):
     """Batched train pipeline of a run with a teacher cache: ``image, label, teacher_<name> ...``.
 
     What ``create_dataset`` builds for the train split when a ``TeacherSource`` hands it ``replay``
-    (``cache`` and ``names`` bound there); ``sampler`` gives keys ``epoch * N + i``.
+    (``cache`` and ``names`` bound there, the outputs checked there once); ``sampler`` gives keys
+    ``epoch * N + i``.
     """
     cache.check_split(source)
-    cache.check_outputs(names)
     before, crop, after = ([], None, []) if source.chw_float else build_replay_transforms(cfg)
     columns = ["image", "label"] + teacher_columns(names)
     decodes_files = cfg["dataset"] == "imagefolder"
