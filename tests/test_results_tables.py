@@ -57,3 +57,21 @@ def test_unbacked_figures_follow_the_quoted_precision(tmp_path):
                     "<!-- unbacked: its run left no file -->\nNo file backs 3.21x.\n<!-- /unbacked -->\n")
     # 0.5789 is a fraction (x 100), 1.2799 rounds to 1.28, 0.72 is there; 51.5 is not
     assert results_tables.unbacked_figures(str(page), {0.5789, 1.2799, 0.72}) == ["51.5 %"]
+
+
+def test_a_sweeps_block_has_a_row_per_cell_and_says_when_a_cell_has_fewer_seeds(tmp_path):
+    (tmp_path / "results").mkdir()
+
+    def summary(runs):
+        return {"n": len(runs), "top1_runs": runs, "top1_mean": sum(runs) / len(runs), "top1_std": 0.0}
+
+    cells = {"alone": summary([70.0, 71.0, 72.0]), "kd": summary([72.0, 73.0, 74.0]),
+             "ofa_eps1_w0.1": summary([74.0, 75.0]), "ofa_eps2_w1": summary([73.5])}
+    (tmp_path / "results" / "a.json").write_text(json.dumps(
+        {"teacher": {"model": "resnet10", "top1": 85.0}, "student": "vit_p4_pico", "cells": cells}))
+    lines = results_tables.render_block(str(tmp_path), "sweeps", ["results/a.json"]).splitlines()
+    assert lines[0] == "| cell | resnet10 (85.00 %) -> vit_p4_pico |"
+    assert lines[2].startswith("| student alone | 71.00 ± 1.00 [68.52, 73.48] |")
+    assert lines[3].startswith("| KD | 73.00 ± 1.00 ")
+    assert lines[4].startswith("| OFA eps 1, w_ofa 0.1 | 74.50 ± 0.71 [") and lines[4].endswith(" (2 seeds) |")
+    assert lines[5] == "| OFA eps 2, w_ofa 1 | 73.50 (1 seed) |"

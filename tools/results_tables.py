@@ -153,6 +153,7 @@ def render_ablation(root, files):
 
 
 def render_sweeps(root, files):
+    """One row per cell (the student alone, KD, then every OFA (eps, w_ofa)), one column per sweep file."""
     from tools.study import fmt_summary
 
     sweeps = [(path, read_results(root, path)) for path in files]
@@ -160,19 +161,23 @@ def render_sweeps(root, files):
     for _, r in sweeps:
         names += [n for n in r["cells"] if n not in names]
     names = [n for n in ("alone", "kd") if n in names] + [n for n in names if n not in ("alone", "kd")]
-    titles = {"alone": "alone", "kd": "KD"}
+    titles = {"alone": "student alone", "kd": "KD"}
 
     def title(name):
         if name in titles:
             return titles[name]
         m = re.fullmatch(r"ofa_eps([\d.]+)_w([\d.]+)", name)
-        return f"OFA eps {m.group(1)}, w {m.group(2)}" if m else name
-    teacher = sweeps[0][1]["teacher"]
-    lines = [f"| {teacher['model']} ({teacher['top1']:.2f} %) -> student | " + " | ".join(map(title, names)) + " |",
-             "|" + " --- |" * (len(names) + 1)]
-    for _, r in sweeps:
-        lines.append(f"| {r['student']} | " + " | ".join(fmt_summary(with_statistics(r["cells"].get(n)))
-                                                         for n in names) + " |")
+        return f"OFA eps {m.group(1)}, w_ofa {m.group(2)}" if m else name
+
+    def cell(r, name):  # a cell with fewer seeds than the sweep's fullest says how many it has
+        summary, most = r["cells"].get(name), max(c["n"] for c in r["cells"].values())
+        text = fmt_summary(with_statistics(summary))
+        return text + f" ({summary['n']} seeds)" if summary and 1 < summary["n"] < most else text
+
+    heads = [f"{r['teacher']['model']} ({r['teacher']['top1']:.2f} %) -> {r['student']}" for _, r in sweeps]
+    lines = ["| cell | " + " | ".join(heads) + " |", "|" + " --- |" * (len(heads) + 1)]
+    for n in names:
+        lines.append(f"| {title(n)} | " + " | ".join(cell(r, n) for _, r in sweeps) + " |")
     return lines + ["", f"Final test top-1 (%) ({', '.join(f'`{p}`' for p in files)})."]
 
 
